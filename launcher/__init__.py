@@ -1,0 +1,1 @@
+"""slurmsweep launcher: sweep files -> validated spec -> plans -> trials -> submissions."""

@@ -1,0 +1,48 @@
+"""`sweep`: the command researchers type. Thin: each subcommand lives in launcher/commands/."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from jobs.errors import UserError
+
+# Subcommand modules, each with `add_parser(subparsers)` and `run(args) -> int`.
+# Imported lazily by name so `sweep status` never pays for pandas or torch.
+COMMANDS = ("launch", "status", "resume", "cancel", "collect", "report", "best")
+
+
+def _available() -> list[str]:
+    found = []
+    for name in COMMANDS:
+        if importlib.util.find_spec(f"launcher.commands.{name}") is not None:
+            found.append(name)
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sweep",
+        description="Hyperparameter sweeps on Slurm job arrays: launch, watch, resume, collect.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in _available():
+        importlib.import_module(f"launcher.commands.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except UserError as exc:
+        print(f"sweep {args.command}: error: {exc}", file=sys.stderr)
+        return UserError.exit_code
+    except KeyboardInterrupt:
+        print(f"sweep {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
