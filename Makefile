@@ -1,0 +1,46 @@
+# slurmsweep — the two set-up commands are `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+DEMO_DATA ?= data/sudoku-demo
+DEMO_DIR  ?= sweeps/demo
+
+.PHONY: demo test install cluster-up cluster-down bench clean
+
+# A virtualenv with everything the toolkit, the trainer and the tests need.
+# torch is pinned to the CPU build that lies on this kind of machine's disk; on a GPU node
+# `pip install torch` (CUDA build) in the same venv is all that changes.
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# The main job: build a small Sudoku set, sweep the trainer on local processes, print the table.
+demo: $(VENV)/.installed
+	$(BIN)/python -m train.data.sudoku --output-dir $(DEMO_DATA) --subsample-size 1000 --num-aug 8 --test-size 200 --seed 0
+	$(BIN)/sweep launch configs/sweeps/demo.yaml --executor local --dir $(DEMO_DIR) data_path=$(abspath $(DEMO_DATA))
+	$(BIN)/sweep collect $(DEMO_DIR) --format table
+
+# The whole suite on a real single-node Slurm cluster that scripts/cluster.sh starts (and stops again
+# if it was not running before).
+test: $(VENV)/.installed
+	@started=$$(scripts/cluster.sh up --print-started) || exit $$?; \
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): nothing to run, not a failure"; rc=0; fi; \
+	if [ "$$started" = "started" ]; then scripts/cluster.sh down; fi; \
+	exit $$rc
+
+cluster-up:
+	scripts/cluster.sh up
+
+cluster-down:
+	scripts/cluster.sh down
+
+bench: $(VENV)/.installed
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit $$?; done
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
