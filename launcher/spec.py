@@ -112,6 +112,8 @@ class SweepSpec:
     # A/B baseline: named variants, each a dict of overrides, run with every other point.
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     repeats: int = 1
+    # With repeats > 1, repeat r of a point gets `<seed_key>=<seed + r>` (and a distinct id).
+    seed_key: str = "seed"
     metric: str | None = None
     goal: str = "maximize"
     pruner: Pruner = field(default_factory=Pruner)

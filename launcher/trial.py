@@ -21,16 +21,19 @@ def format_value(value: Any) -> str:
 
 
 def trial_id(sweep: str, stage: int, params: dict[str, Any], environment: str | None = None,
-             replica: int = 0) -> str:
-    """Short stable hash of (sweep name, stage, params[, environment, replica]).
+             replica: int = 0, *, variant: str | None = None) -> str:
+    """Short stable hash of (sweep name, stage, params[, environment, replica, variant]).
 
     The same spec always yields the same ids: that is what makes resume idempotent.
+    Optional parts enter the hash only when set, so ids without them never change.
     """
     key = {"sweep": sweep, "stage": stage, "params": params}
     if environment is not None:
         key["environment"] = environment
     if replica:
         key["replica"] = replica
+    if variant is not None:
+        key["variant"] = variant
     blob = json.dumps(key, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha1(blob.encode()).hexdigest()[:10]
 
@@ -45,6 +48,9 @@ class Trial:
     overrides:   every value passed to the command (constants, params, environment and stage
                  key), typed, in command-line order; rendered as `key=value` by jobs.argv.
     parent:      id of the trial whose checkpoint this one starts from (progressive stages).
+    variant:     name of the A/B variant (baseline plans) whose overrides are in params.
+    replica:     repeat / sample number that tells apart trials with equal params (random
+                 samples, repeated seeds, bayes trials whose params are asked at run time).
     """
 
     id: str
@@ -54,6 +60,8 @@ class Trial:
     overrides: dict[str, Any] = field(default_factory=dict)
     environment: str | None = None
     parent: str | None = None
+    variant: str | None = None
+    replica: int = 0
 
     def override_args(self) -> list[str]:
         """The overrides as `key=value` strings (what `--dry-run --json` shows)."""
@@ -66,10 +74,14 @@ class Trial:
             d["environment"] = self.environment
         if self.parent is not None:
             d["parent"] = self.parent
+        if self.variant is not None:
+            d["variant"] = self.variant
+        if self.replica:
+            d["replica"] = self.replica
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Trial":
         return cls(id=d["id"], index=d["index"], stage=d.get("stage", 0), params=d.get("params", {}),
                    overrides=d.get("overrides", {}), environment=d.get("environment"),
-                   parent=d.get("parent"))
+                   parent=d.get("parent"), variant=d.get("variant"), replica=d.get("replica", 0))
