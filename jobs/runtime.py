@@ -1,0 +1,133 @@
+"""What a swept program needs to know about its sweep, read from environment variables.
+
+The task runner (`python -m jobs.run`) sets SWEEP_* variables before it starts the
+program; the program calls `context()` to find its checkpoint directory and
+`write_metrics()` to report. Outside a sweep both are harmless: `in_sweep` is False
+and `write_metrics` does nothing, so the same trainer runs by hand.
+
+Stdlib only: the trainer imports this before torch.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Keys of the metrics object the runner treats as instructions, not results.
+RESERVED_KEYS = ("status", "error")
+# Statuses a program may report itself; "failed" is decided by the runner from the exit code.
+PROGRAM_STATUSES = ("completed", "diverged", "pruned")
+# Slurm's warning before a time limit or preemption (USR1, or USR2 under submitit) and TERM.
+STOP_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    sweep_dir: Path | None
+    trial_id: str | None
+    trial_dir: Path | None
+    result_file: Path | None
+    checkpoint_dir: Path | None
+    attempt: int
+    stage: int
+    job_id: str | None
+    in_sweep: bool
+
+
+def _path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
+def _int(name: str, default: int = 0) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def _job_id() -> str | None:
+    # Array tasks are known to users as <array job>_<task>; plain jobs by their id.
+    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if array_job and task:
+        return f"{array_job}_{task}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
+def context() -> TrialContext:
+    """The current trial, from SWEEP_* (set by jobs.run); `in_sweep` False outside a sweep."""
+    result_file = _path("SWEEP_RESULT_FILE")
+    return TrialContext(
+        sweep_dir=_path("SWEEP_DIR"),
+        trial_id=os.environ.get("SWEEP_TRIAL_ID"),
+        trial_dir=_path("SWEEP_TRIAL_DIR"),
+        result_file=result_file,
+        checkpoint_dir=_path("SWEEP_CHECKPOINT_DIR"),
+        attempt=_int("SWEEP_ATTEMPT", _int("SLURM_RESTART_COUNT")),
+        stage=_int("SWEEP_STAGE"),
+        job_id=_job_id(),
+        in_sweep=result_file is not None,
+    )
+
+
+class StopSignal:
+    """A flag set by SIGUSR1/SIGUSR2/SIGTERM: the training loop checks it, checkpoints and exits.
+
+    Handlers only set the flag (no I/O in a signal handler); the loop does the work at a
+    safe point, which is what lets a checkpoint finish inside Slurm's grace period.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    @classmethod
+    def install(cls, signals: tuple[int, ...] = STOP_SIGNALS) -> "StopSignal":
+        stop = cls()
+        for sig in signals:
+            signal.signal(sig, stop._handle)
+        return stop
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+
+def write_metrics(metrics: dict[str, Any], *, status: str = "completed", error: str | None = None) -> None:
+    """Atomically write the metrics object to $SWEEP_RESULT_FILE (no-op outside a sweep).
+
+    `status` "diverged" or "pruned" tells the runner the run ended early on purpose.
+    """
+    if status not in PROGRAM_STATUSES:
+        raise ValueError(f"status must be one of {PROGRAM_STATUSES}, not {status!r}")
+    target = _path("SWEEP_RESULT_FILE")
+    if target is None:
+        return
+    payload = {k: v for k, v in metrics.items() if k not in RESERVED_KEYS}
+    if status != "completed":
+        payload["status"] = status
+    if error is not None:
+        payload["error"] = error
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Same-directory tmp + fsync + rename: the runner never reads half a file. Inlined rather
+    # than importing jobs.atomic so that this module stays importable on its own.
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(payload, f, default=_jsonable, allow_nan=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+
+
+def _jsonable(value: Any) -> Any:
+    # Tensors and numpy scalars: `.item()` gives the Python number.
+    item = getattr(value, "item", None)
+    if callable(item):
+        return item()
+    return str(value)

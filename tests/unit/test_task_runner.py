@@ -1,0 +1,167 @@
+"""`python -m jobs.run` on real child processes (no Slurm: the local attempt loop)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jobs import manifest as mf
+from jobs import runtime
+from launcher import sweepdir
+from launcher.spec import SweepSpec
+from launcher.trial import Trial
+
+PY = sys.executable
+
+
+def make_sweep(tmp_path: Path, program: str, trials: list[Trial] | None = None, *, max_attempts: int = 1,
+               name: str = "runner") -> Path:
+    script = tmp_path / "prog.py"
+    script.write_text(program)
+    spec = SweepSpec(name=name, command=(PY, str(script)))
+    trials = trials or [Trial(id="t0", index=0, params={"lr": 0.1}, overrides={"lr": 0.1, "tag": "a b"})]
+    manifest = sweepdir.build_manifest(spec, trials, executor="local", cluster=None, workdir=str(tmp_path),
+                                       max_attempts=max_attempts)
+    return sweepdir.create(tmp_path / "sweep", manifest, "name: runner\n")
+
+
+def run_task(sweep: Path, task: int, offset: int = 0, **kw) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SWEEP_"))}
+    return subprocess.run([PY, "-m", "jobs.run", str(sweep), str(task), "--offset", str(offset)],
+                          env=env, capture_output=True, text=True, timeout=60, **kw)
+
+
+def result(sweep: Path, trial_id: str = "t0") -> dict:
+    return json.loads(mf.result_path(sweep, trial_id).read_text())
+
+
+WRITES_METRICS = """
+import json, os, sys
+from jobs import runtime
+ctx = runtime.context()
+assert ctx.in_sweep and ctx.trial_dir.name == os.environ["SWEEP_TRIAL_ID"]
+runtime.write_metrics({"score": 0.5, "argv": sys.argv[1:], "attempt": ctx.attempt,
+                       "env": {k: v for k, v in os.environ.items() if k.startswith("SWEEP_")}})
+"""
+
+
+def test_completed_trial_gets_one_result_with_schema(tmp_path):
+    sweep = make_sweep(tmp_path, WRITES_METRICS)
+    proc = run_task(sweep, 0)
+    assert proc.returncode == 0, proc.stderr
+    r = result(sweep)
+    assert r["status"] == "completed" and r["error"] is None
+    assert r["schema"] == 1 and r["sweep"] == "runner" and r["trial"] == 0 and r["trial_id"] == "t0"
+    assert r["hyperparameters"] == {"lr": 0.1}
+    assert r["results"]["score"] == 0.5
+    assert r["results"]["argv"] == ["lr=0.1", "tag=a b"]            # one argv element per value
+    env = r["results"]["env"]
+    tdir = str(sweep / "trials" / "t0")
+    assert env["SWEEP_DIR"] == str(sweep) and env["SWEEP_TRIAL_DIR"] == tdir
+    assert env["SWEEP_RESULT_FILE"] == tdir + "/metrics.json" and env["SWEEP_CHECKPOINT_DIR"] == tdir + "/checkpoints"
+    assert env["SWEEP_ATTEMPT"] == "0" and env["SWEEP_STAGE"] == "0"
+    assert set(r["job"]) == {"id", "node", "attempt", "gpu"} and r["runtime_s"] >= 0
+    assert r["timestamp"].endswith("Z")
+    # A second start of the same task is a no-op: the result is written once.
+    before = mf.result_path(sweep, "t0").stat().st_mtime_ns
+    assert run_task(sweep, 0).returncode == 0
+    assert mf.result_path(sweep, "t0").stat().st_mtime_ns == before
+
+
+def test_failing_program_is_failed_with_the_log_tail(tmp_path):
+    sweep = make_sweep(tmp_path, "import sys\nprint('loading data')\nraise RuntimeError('CUDA out of memory')\n",
+                       max_attempts=2)
+    proc = run_task(sweep, 0)
+    assert proc.returncode == 1
+    r = result(sweep)
+    assert r["status"] == "failed"
+    assert r["error"].startswith("exit code 1") and "RuntimeError: CUDA out of memory" in r["error"]
+    assert r["job"]["attempt"] == 1                                  # retried once, then recorded
+    log = (sweep / "trials" / "t0" / "trial.log").read_text()
+    assert log.count("=== attempt") == 2 and "loading data" in log
+
+
+def test_exit_zero_without_metrics_is_failed(tmp_path):
+    sweep = make_sweep(tmp_path, "print('forgot to write metrics')\n")
+    assert run_task(sweep, 0).returncode == 1
+    r = result(sweep)
+    assert r["status"] == "failed" and "wrote no metrics" in r["error"]
+
+
+def test_diverged_status_passes_through(tmp_path):
+    sweep = make_sweep(tmp_path, "from jobs import runtime\n"
+                                 "runtime.write_metrics({'lm_loss': float('nan'), 'step': 3}, status='diverged',"
+                                 " error='loss is NaN at step 3')\n")
+    assert run_task(sweep, 0).returncode == 3
+    r = result(sweep)
+    assert r["status"] == "diverged" and r["error"] == "loss is NaN at step 3"
+    assert r["results"]["step"] == 3 and "status" not in r["results"]
+
+
+def test_offset_maps_task_to_trial_and_parent_checkpoint_is_passed(tmp_path):
+    trials = [Trial(id="p", index=0, overrides={"steps": 4}),
+              Trial(id="c", index=1, stage=1, parent="p", overrides={"steps": 8})]
+    sweep = make_sweep(tmp_path, WRITES_METRICS, trials)
+    assert run_task(sweep, 0, offset=1).returncode == 0
+    r = result(sweep, "c")
+    assert r["stage"] == 1
+    assert r["results"]["argv"] == ["steps=8", f"checkpoint_path={sweep}/trials/p/checkpoints"]
+    assert not mf.trial_dir(sweep, "p").exists()     # trial dirs appear only when a trial runs
+
+
+def test_stop_signal_is_forwarded_and_local_run_records_preempted(tmp_path):
+    program = """
+import os, sys, time
+from jobs import runtime
+stop = runtime.StopSignal.install()
+open(os.path.join(os.environ["SWEEP_TRIAL_DIR"], "started"), "w").close()
+while not stop.requested:
+    time.sleep(0.02)
+open(os.path.join(os.environ["SWEEP_CHECKPOINT_DIR"], "ckpt"), "w").write(str(stop.signum))
+sys.exit(0)
+"""
+    sweep = make_sweep(tmp_path, program)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SWEEP_"))}
+    proc = subprocess.Popen([PY, "-m", "jobs.run", str(sweep), "0"], env=env, stderr=subprocess.PIPE, text=True)
+    started = sweep / "trials" / "t0" / "started"
+    deadline = time.time() + 30
+    while not started.exists():
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGUSR1)
+    assert proc.wait(timeout=30) == 1
+    assert (sweep / "trials" / "t0" / "checkpoints" / "ckpt").read_text() == str(int(signal.SIGUSR1))
+    r = result(sweep)
+    assert r["status"] == "preempted" and "SIGUSR1" in r["error"]
+
+
+def test_runner_imports_no_heavy_modules():
+    code = ("import sys, jobs.run, jobs.runtime\n"
+            "heavy = {'yaml', 'rich', 'torch', 'numpy', 'pandas', 'hydra', 'omegaconf', 'submitit'}\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))")
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_runtime_outside_a_sweep_is_harmless(tmp_path, monkeypatch):
+    for k in list(os.environ):
+        if k.startswith("SWEEP_"):
+            monkeypatch.delenv(k)
+    ctx = runtime.context()
+    assert not ctx.in_sweep and ctx.result_file is None
+    runtime.write_metrics({"a": 1})                     # no-op, no error
+    target = tmp_path / "m.json"
+    monkeypatch.setenv("SWEEP_RESULT_FILE", str(target))
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "12")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    runtime.write_metrics({"a": 1, "status": "ignored"}, status="pruned")
+    assert json.loads(target.read_text()) == {"a": 1, "status": "pruned"}
+    assert runtime.context().job_id == "12_3"
+    with pytest.raises(ValueError):
+        runtime.write_metrics({}, status="failed")
