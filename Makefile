@@ -27,10 +27,11 @@ demo: $(VENV)/.installed
 # The whole suite on a real single-node Slurm cluster that scripts/cluster.sh starts (and stops again
 # if it was not running before).
 test: $(VENV)/.installed
-	@started=$$(scripts/cluster.sh up --print-started) || exit $$?; \
+	@if scripts/cluster.sh status >/dev/null 2>&1; then was_up=1; else was_up=0; fi; \
+	scripts/cluster.sh up || echo "cluster not started (exit $$?): the Slurm tests skip, or fail under CI=true"; \
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): nothing to run, not a failure"; rc=0; fi; \
-	if [ "$$started" = "started" ]; then scripts/cluster.sh down; fi; \
+	if [ $$was_up -eq 0 ]; then scripts/cluster.sh down; fi; \
 	exit $$rc
 
 cluster-up:
