@@ -29,8 +29,10 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	@if scripts/cluster.sh status >/dev/null 2>&1; then was_up=1; else was_up=0; fi; \
 	scripts/cluster.sh up || echo "cluster not started (exit $$?): the Slurm tests skip, or fail under CI=true"; \
-	$(BIN)/python -m pytest -n 2 --dist loadgroup -q tests; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest collected no tests (exit 5): nothing to run, not a failure"; rc=0; fi; \
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q -m "not exclusive" tests; rc=$$?; \
+	$(BIN)/python -m pytest -q -m exclusive tests; rc2=$$?; \
+	for r in $$rc $$rc2; do if [ $$r -eq 5 ]; then echo "pytest collected no tests (exit 5): nothing to run, not a failure"; fi; done; \
+	[ $$rc -eq 5 ] && rc=0; [ $$rc2 -eq 5 ] && rc2=0; [ $$rc -eq 0 ] && rc=$$rc2; \
 	if [ $$was_up -eq 0 ]; then scripts/cluster.sh down; fi; \
 	exit $$rc
 

@@ -256,6 +256,11 @@ def requeue_self() -> bool:
     try:
         slurm.scontrol_requeue([slurm_task_id()])
     except Exception as exc:  # SlurmError, or scontrol missing: record the trial as preempted
+        if "pending execution" in str(exc).lower():
+            # Slurm requeued the task itself (scontrol requeue, node down, preemption): the next
+            # attempt is already queued and owns the result, so this one writes none.
+            _say("already requeued by Slurm")
+            return True
         _say(f"requeue failed: {exc}")
         return False
     return True
