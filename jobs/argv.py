@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,17 @@ from launcher.trial import format_value
 MACROS = ("${env}", "${interpreter}", "${program}", "${args}", "${args_no_hyphens}",
           "${args_no_boolean_flags}", "${args_json}", "${args_json_file}")
 JSON_FILE_NAME = "args.json"
+
+
+PYTHON_NAMES = ("python", "python3")
+
+
+def resolve_python(argv: list[str]) -> list[str]:
+    """`python` as a command's first word means the interpreter running the sweep (the project's
+    virtualenv, which the sbatch script and the local pool start), not the first python on PATH."""
+    if argv and argv[0] in PYTHON_NAMES:
+        return [sys.executable, *argv[1:]]
+    return argv
 
 
 def has_macro(command: list[str] | tuple[str, ...]) -> bool:

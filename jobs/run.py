@@ -98,7 +98,7 @@ def gpu_name() -> str | None:
 
 
 def trial_argv(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any]) -> list[str]:
-    from jobs.argv import render_argv
+    from jobs.argv import render_argv, resolve_python
 
     overrides = dict(trial.get("overrides", {}))
     parent = trial.get("parent")
@@ -106,7 +106,7 @@ def trial_argv(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any])
         # Progressive stage: start from this trial's own previous stage.
         key = manifest.get("checkpoint_key") or "checkpoint_path"
         overrides.setdefault(key, str(mf.trial_dir(sweep_dir, parent) / mf.CHECKPOINTS))
-    return render_argv(list(manifest["command"]), overrides)
+    return resolve_python(render_argv(list(manifest["command"]), overrides))
 
 
 def trial_env(sweep_dir: Path, trial: dict[str, Any], attempt: int) -> dict[str, str]:
@@ -217,12 +217,14 @@ def run_attempt(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any]
 def classify(outcome: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
     """(status, error, results) of one attempt."""
     metrics, returncode = outcome["metrics"], outcome["returncode"]
-    if returncode == 0 and metrics is not None:
-        status = metrics.get("status") or "completed"
-        if status not in FINISHED_STATUSES:
-            status = "completed"
+    if metrics is not None and metrics.get("status") in ("diverged", "pruned"):
+        # Stopped on purpose, whatever the exit code (the trainer exits 3 on divergence):
+        # final, never retried -- a rerun from the last checkpoint would diverge again.
         results = {k: v for k, v in metrics.items() if k not in RESERVED_KEYS}
-        return status, metrics.get("error"), results
+        return metrics["status"], metrics.get("error"), results
+    if returncode == 0 and metrics is not None:
+        results = {k: v for k, v in metrics.items() if k not in RESERVED_KEYS}
+        return "completed", metrics.get("error"), results
     results = {k: v for k, v in (metrics or {}).items() if k not in RESERVED_KEYS}
     why = f"exit code {returncode}" if returncode != 0 else outcome["problem"]
     tail = outcome["error_tail"]

@@ -196,13 +196,10 @@ def plan_submissions(executor: str, trials: list[Trial], spec: SweepSpec, sweep_
 
 
 def trial_argv(trial: Trial, command: list[str], sweep_dir: Path, checkpoint_key: str) -> list[str]:
-    from jobs import manifest as mf
-    from jobs.argv import render_argv
+    """The argv the task runner will run for this trial (the runner's own function)."""
+    from jobs.run import trial_argv as runner_argv
 
-    overrides = dict(trial.overrides)
-    if trial.parent:
-        overrides.setdefault(checkpoint_key, str(mf.trial_dir(sweep_dir, trial.parent) / mf.CHECKPOINTS))
-    return render_argv(command, overrides)
+    return runner_argv(sweep_dir, {"command": command, "checkpoint_key": checkpoint_key}, trial.to_dict())
 
 
 def dry_run_document(spec: SweepSpec, trials: list[Trial], arrays: list[PlannedArray], sweep_dir: Path,

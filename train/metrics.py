@@ -1,0 +1,84 @@
+"""Where the trainer's numbers go: stdout, progress.jsonl, W&B, and the final metrics file.
+
+progress.jsonl: one JSON object per logged step, {"step", "epoch", "time", "train/...", ...} and
+{"step", "epoch", "time", "eval/..."} after each evaluation. On resume, lines past the checkpoint's
+step (written by an attempt that was killed later) are dropped, so every step appears once.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from jobs.atomic import write_json_atomic, write_text_atomic
+
+PROGRESS = "progress.jsonl"
+
+
+def finite_or_none(value: Any) -> Any:
+    """JSON has no NaN/Inf: a diverged run reports null instead of an unparsable file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def truncate_progress(path: str | Path, step: int) -> None:
+    """Drop lines logged after `step` (the resumed attempt logs those steps again)."""
+    path = Path(path)
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except json.JSONDecodeError:  # the last line of a killed attempt may be cut short
+            continue
+    write_text_atomic(path, "".join(f"{line}\n" for line in kept))
+
+
+def wandb_mode() -> str:
+    """WANDB_MODE wins; on a Slurm job default to offline (compute nodes often have no internet;
+    `wandb sync` uploads later), else online."""
+    return os.environ.get("WANDB_MODE") or ("offline" if os.environ.get("SLURM_JOB_ID") else "online")
+
+
+class RunLogger:
+    """progress.jsonl always; W&B when enabled. Only rank 0 makes one."""
+
+    def __init__(self, run_dir: str | Path, *, config: dict[str, Any], enable_wandb: bool = False,
+                 project: str | None = None, run_name: str | None = None, group: str | None = None,
+                 run_id: str | None = None, resume_step: int = 0) -> None:
+        self.progress_path = Path(run_dir) / PROGRESS
+        self.progress_path.parent.mkdir(parents=True, exist_ok=True)
+        truncate_progress(self.progress_path, resume_step)
+        self._file = open(self.progress_path, "a", buffering=1)  # line-buffered: readable while running
+        self._wandb = None
+        if enable_wandb and wandb_mode() != "disabled":
+            import wandb  # lazily: slow to import, optional dependency
+
+            # A stable id (the trial id) + resume="allow" makes a requeued attempt continue its run.
+            self._wandb = wandb.init(project=project or "slurmsweep", name=run_name, group=group,
+                                     id=run_id, resume="allow" if run_id else None, config=config,
+                                     dir=str(run_dir), mode=wandb_mode())
+
+    def log(self, step: int, epoch: int, time_s: float, metrics: dict[str, float]) -> None:
+        record = {"step": step, "epoch": epoch, "time": round(time_s, 3),
+                  **{k: finite_or_none(float(v)) for k, v in metrics.items()}}
+        self._file.write(json.dumps(record) + "\n")
+        if self._wandb is not None:
+            self._wandb.log(dict(metrics, epoch=epoch), step=step)
+
+    def close(self, exit_code: int = 0) -> None:
+        self._file.close()
+        if self._wandb is not None:
+            self._wandb.finish(exit_code=exit_code)
+
+
+def write_run_metrics(path: str | Path, metrics: dict[str, Any], *, status: str = "completed",
+                      error: str | None = None) -> None:
+    """Outside a sweep: the same object jobs.runtime.write_metrics writes inside one."""
+    write_json_atomic(path, {**{k: finite_or_none(v) for k, v in metrics.items()},
+                             "status": status, "error": error}, indent=1)
