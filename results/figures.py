@@ -1,0 +1,221 @@
+"""The report's figures, as PNG files (matplotlib, Agg backend: no display on a login node).
+
+Each function draws one figure from the collected DataFrame and returns the file it wrote,
+or None when the sweep has nothing to show for it (one environment, no progress.jsonl, ...).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from results.analysis import Metric, hp_columns, ranked
+
+MAX_HP_PANELS = 12
+MAX_CURVES = 30
+TOP_CONFIGS = 5
+MAX_POINTS = 400
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: str) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
+def _envs(frame: pd.DataFrame) -> pd.Series:
+    if "environment" in frame and frame["environment"].notna().any():
+        return frame["environment"].fillna("(none)").astype(str)
+    return pd.Series("all", index=frame.index)
+
+
+def metric_distribution(frame: pd.DataFrame, metric: Metric, path: str) -> str | None:
+    """Box plot and points of the metric, one box per environment (and stage, if several)."""
+    good = ranked(frame, metric)
+    if good.empty:
+        return None
+    groups = _envs(good)
+    if "stage" in good and good["stage"].nunique() > 1:
+        groups = groups + " / stage " + good["stage"].map(lambda v: "-" if pd.isna(v) else str(v))
+    names = sorted(groups.unique(), key=str)
+    data = [good.loc[groups == g, metric.column].astype(float).to_numpy() for g in names]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(names) + 2), 4))
+    ax.boxplot(data, showfliers=False)
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=30 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center")
+    rng = np.random.default_rng(0)
+    for i, values in enumerate(data, start=1):
+        if len(values) > MAX_POINTS:   # the box shows the distribution; the dots only texture it
+            values = rng.choice(values, MAX_POINTS, replace=False)
+        ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=10, alpha=0.5)
+    ax.set_ylabel(metric.name)
+    ax.set_title(f"{metric.name} per environment ({len(good)} completed trials)")
+    return _save(fig, path)
+
+
+def _log_scale(values: pd.Series) -> bool:
+    v = values.dropna().astype(float)
+    return bool(len(v) and (v > 0).all() and v.max() / v.min() >= 50)
+
+
+def hp_vs_metric(frame: pd.DataFrame, metric: Metric, path: str) -> str | None:
+    """One panel per varying hyperparameter: its value against the metric."""
+    good = ranked(frame, metric)
+    hps = hp_columns(good)[:MAX_HP_PANELS]
+    if good.empty or not hps:
+        return None
+    plt = _plt()
+    cols = min(3, len(hps))
+    rows = math.ceil(len(hps) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.3 * rows), squeeze=False)
+    y = good[metric.column].astype(float)
+    stages = good["stage"] if "stage" in good and good["stage"].nunique() > 1 else None
+    for ax, c in zip(axes.flat, hps):
+        x = good[c]
+        if pd.api.types.is_numeric_dtype(x) and not pd.api.types.is_bool_dtype(x):
+            ax.scatter(x.astype(float), y, s=12, alpha=0.6,
+                       c=None if stages is None else stages.astype(float), cmap=None if stages is None else "viridis")
+            if _log_scale(x):
+                ax.set_xscale("log")
+        else:
+            x = x.map(str)
+            cats = sorted(x.unique())
+            pos = x.map({k: i for i, k in enumerate(cats)}).astype(float)
+            jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(pos))
+            ax.scatter(pos + jitter, y, s=12, alpha=0.6)
+            ax.set_xticks(range(len(cats)), cats)
+        ax.set_xlabel(c.removeprefix("hp."))
+        ax.set_ylabel(metric.name)
+    for ax in list(axes.flat)[len(hps):]:
+        ax.set_visible(False)
+    fig.suptitle(f"hyperparameters against {metric.name}" + (" (colour: stage)" if stages is not None else ""))
+    return _save(fig, path)
+
+
+def _scaled(col: pd.Series, value: Any) -> float:
+    """Where `value` sits in the sweep's range of this hyperparameter, 0..1 (log for log-like)."""
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        v = col.dropna().astype(float)
+        lo, hi, x = v.min(), v.max(), float(value)
+        if _log_scale(col):
+            lo, hi, x = math.log10(lo), math.log10(hi), math.log10(x) if x > 0 else math.log10(lo)
+        return 0.5 if hi == lo else (x - lo) / (hi - lo)
+    cats = sorted(col.map(str).unique())
+    return cats.index(str(value)) / max(1, len(cats) - 1)
+
+
+def best_configs(frame: pd.DataFrame, metric: Metric, path: str, top: int = TOP_CONFIGS) -> str | None:
+    """The best `top` configurations side by side: each hyperparameter's position in its range."""
+    good = ranked(frame, metric)
+    hps = hp_columns(good)[:MAX_HP_PANELS]
+    if good.empty or not hps:
+        return None
+    best = good.head(top)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(hps) * max(1, len(best)) / 2 + 2))
+    height = 0.8 / len(best)
+    for k, (_, row) in enumerate(best.iterrows()):
+        ys = np.arange(len(hps)) + k * height
+        # A sliver for the lowest value tried, so that it reads as "lowest", not as "missing".
+        xs = [max(0.015, _scaled(good[c], row[c])) if pd.notna(row[c]) else 0 for c in hps]
+        label = f"#{k + 1} {row.get('trial_id', '')}: {row[metric.column]:.4g}"
+        ax.barh(ys, xs, height=height, label=label)
+        for yy, xx, c in zip(ys, xs, hps):
+            v = row[c]
+            ax.text(xx + 0.01, yy, f"{v:.3g}" if isinstance(v, float) else str(v), va="center", fontsize=7)
+    ax.set_yticks(np.arange(len(hps)) + 0.4 - height / 2, [c.removeprefix("hp.") for c in hps])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.25)
+    ax.set_xlabel("position in the sweep's range (0 = lowest tried, 1 = highest; log for log-scaled)")
+    ax.legend(fontsize=7, loc="lower right", title=metric.name, title_fontsize=7)
+    ax.set_title(f"best {len(best)} configurations")
+    return _save(fig, path)
+
+
+def read_progress(path: str) -> pd.DataFrame:
+    """progress.jsonl as a DataFrame; torn or foreign lines (a run killed mid-write) are skipped."""
+    rows = []
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(obj, dict):
+                    rows.append(obj)
+    except OSError:
+        return pd.DataFrame()
+    return pd.DataFrame(rows)
+
+
+def _curve_key(columns: list[str], metric: Metric) -> str | None:
+    for key in (metric.name, f"eval/{metric.name}"):
+        if key in columns:
+            return key
+    tail = metric.name.rsplit("/", 1)[-1]
+    tails = [c for c in columns if c.rsplit("/", 1)[-1] == tail]
+    return tails[0] if tails else None
+
+
+def learning_curves(frame: pd.DataFrame, metric: Metric, path: str) -> str | None:
+    """The metric over training steps from progress.jsonl: the best trials and a sample of the rest."""
+    if "path" not in frame:
+        return None
+    good = ranked(frame, metric)
+    others = frame.drop(good.index[:10])
+    picked = pd.concat([good.head(10), others.sample(min(len(others), MAX_CURVES - 10), random_state=0)])
+    curves = []
+    for _, row in picked.iterrows():
+        if not isinstance(row.get("path"), str):
+            continue
+        prog = read_progress(os.path.join(os.path.dirname(row["path"]), "progress.jsonl"))
+        if prog.empty:
+            continue
+        key = _curve_key(list(prog.columns), metric)
+        if key is None or "step" not in prog:
+            continue
+        part = prog[["step", key]].apply(pd.to_numeric, errors="coerce").dropna()
+        if len(part):
+            curves.append((row, part["step"].to_numpy(), part[key].to_numpy()))
+    if not curves:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    best_id = good.iloc[0].get("trial_id") if len(good) else None
+    for row, x, y in curves:
+        is_best = row.get("trial_id") == best_id
+        ax.plot(x, y, lw=2.5 if is_best else 1, alpha=1 if is_best else 0.45,
+                label=f"best: {best_id}" if is_best else None, zorder=3 if is_best else 2)
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric.name)
+    ax.set_title(f"learning curves ({len(curves)} trials)")
+    if best_id is not None and any(r.get("trial_id") == best_id for r, _, _ in curves):
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def draw_all(frame: pd.DataFrame, metric: Metric, out_dir: str) -> dict[str, str]:
+    """Every figure the sweep has data for: {title: path}."""
+    os.makedirs(out_dir, exist_ok=True)
+    made = {}
+    for title, fn, name in (("Metric per environment", metric_distribution, "metric_by_environment.png"),
+                            ("Hyperparameters against the metric", hp_vs_metric, "hp_vs_metric.png"),
+                            ("Best configurations side by side", best_configs, "best_configs.png"),
+                            ("Learning curves", learning_curves, "learning_curves.png")):
+        path = fn(frame, metric, os.path.join(out_dir, name))
+        if path:
+            made[title] = path
+    return made

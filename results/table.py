@@ -1,0 +1,163 @@
+"""Rendering a results DataFrame: terminal table (rich), markdown, csv, json, parquet.
+
+Files are written atomically (a reader never sees half a csv). JSON output is strict
+JSON, a list of row objects: NaN and +-Infinity become null there (csv and parquet keep them).
+"""
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+import math
+import os
+import sys
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from jobs.atomic import write_bytes_atomic
+from jobs.errors import UserError
+
+FORMATS = ("table", "csv", "json", "markdown", "parquet")
+_EXTENSIONS = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown",
+               ".parquet": "parquet", ".pq": "parquet", ".txt": "table"}
+# Columns a terminal table leaves out unless asked for: long, or only useful in files.
+_QUIET = ("error", "timestamp", "path", "job.*", "trial")
+
+
+def format_for(path: str | None, fmt: str | None) -> str:
+    """The output format: --format, else the --out extension, else a terminal table."""
+    if fmt:
+        return fmt
+    if path:
+        ext = os.path.splitext(path)[1].lower()
+        if ext in _EXTENSIONS:
+            return _EXTENSIONS[ext]
+        raise UserError(f"--out {path}: cannot tell the format from the extension '{ext}'",
+                        fix=f"add --format ({'|'.join(FORMATS)}) or use .csv/.json/.md/.parquet")
+    return "table"
+
+
+def select_columns(frame: pd.DataFrame, patterns: Iterable[str] | None, *, quiet: bool) -> pd.DataFrame:
+    """Columns matching `patterns` (names or globs like 'hp.*'), else all, minus noisy ones."""
+    cols = list(frame.columns)
+    if patterns:
+        picked: list[str] = []
+        for pat in patterns:
+            hits = [c for c in cols if fnmatch.fnmatchcase(c, pat) or c == f"results.{pat}" or c == f"hp.{pat}"]
+            if not hits:
+                raise UserError(f"--columns: no column matches '{pat}'",
+                                fix=f"pick from: {', '.join(cols[:15])}{' ...' if len(cols) > 15 else ''}")
+            picked += [h for h in hits if h not in picked]
+        return frame[picked]
+    if quiet:
+        cols = [c for c in cols if not any(fnmatch.fnmatchcase(c, q) for q in _QUIET)]
+        cols = [c for c in cols if frame[c].notna().any()]
+    return frame[cols]
+
+
+def _cell(v: Any) -> str:
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, (float, np.floating)):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """A GitHub markdown table (no tabulate dependency); pipes in cells are escaped."""
+    head = [str(c).replace("|", "\\|") for c in frame.columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for row in frame.itertuples(index=False, name=None):
+        cells = (_cell(v).replace("|", "\\|").replace("\n", " ") for v in row)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def print_table(frame: pd.DataFrame, *, title: str | None = None, file=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for c in frame.columns:
+        numeric = pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+        table.add_column(str(c), justify="right" if numeric else "left", no_wrap=True, overflow="ellipsis")
+    for row in frame.itertuples(index=False, name=None):
+        table.add_row(*(_cell(v) for v in row))
+    out = file or sys.stdout
+    # Piped into less or a file: no terminal to fit, so do not squeeze the table to 80 columns.
+    width = None if getattr(out, "isatty", lambda: False)() else 240
+    Console(file=out, width=width, soft_wrap=False).print(table)
+
+
+def _json_value(v: Any) -> Any:
+    if v is None or v is pd.NA:
+        return None
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return v
+
+
+def to_json_bytes(frame: pd.DataFrame) -> bytes:
+    cols = list(frame.columns)
+    rows = [{c: _json_value(v) for c, v in zip(cols, row)} for row in frame.itertuples(index=False, name=None)]
+    return json.dumps(rows, default=str, allow_nan=False).encode()
+
+
+def _arrow_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Parquet wants one type per column: drifted columns (numbers and text) become text."""
+    fixed = {}
+    for c in frame.columns:
+        col = frame[c]
+        if col.dtype != object:
+            continue
+        kinds = {type(v) for v in col.dropna()}
+        if len(kinds) > 1:
+            fixed[c] = col.map(lambda v: v if v is None or (isinstance(v, float) and math.isnan(v)) else str(v))
+    return frame.assign(**fixed) if fixed else frame
+
+
+def to_bytes(frame: pd.DataFrame, fmt: str) -> bytes:
+    if fmt == "csv":
+        return frame.to_csv(index=False).encode()
+    if fmt == "json":
+        return to_json_bytes(frame)
+    if fmt == "markdown":
+        return to_markdown(frame).encode()
+    if fmt == "parquet":
+        buf = io.BytesIO()
+        _arrow_safe(frame).to_parquet(buf, index=False)
+        return buf.getvalue()
+    if fmt == "table":
+        buf = io.StringIO()
+        print_table(frame, file=buf)
+        return buf.getvalue().encode()
+    raise UserError(f"unknown format '{fmt}'", fix=f"use one of {', '.join(FORMATS)}")
+
+
+def write(frame: pd.DataFrame, fmt: str, path: str | os.PathLike) -> None:
+    """Write `frame` to `path` atomically in `fmt`."""
+    data = to_bytes(frame, fmt)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UserError(f"--out {path}: directory {parent} does not exist", fix="create it first")
+    write_bytes_atomic(path, data)
+
+
+def read(path: str | os.PathLike) -> pd.DataFrame:
+    """Read back a file `write` produced (csv, json or parquet), e.g. to compare sweeps later."""
+    fmt = format_for(str(path), None)
+    if fmt == "csv":
+        # Only empty cells are missing: a trial id or environment called "nan" or "NA" stays text.
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    if fmt == "json":
+        with open(path) as f:
+            return pd.DataFrame(json.load(f))
+    if fmt == "parquet":
+        return pd.read_parquet(path)
+    raise UserError(f"{path}: only csv, json and parquet files can be read back")

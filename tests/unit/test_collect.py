@@ -1,0 +1,211 @@
+"""`sweep collect`: many sweeps and loose files into one table, bad files named, nothing valid lost."""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+
+import pandas as pd
+import pytest
+
+from jobs.errors import UserError
+from launcher.cli import main
+from results import collect as col
+from results import parse, table
+
+
+def _write(path, text: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _result(sweep: str, i: int, **extra) -> dict:
+    rec = {"schema": 1, "sweep": sweep, "trial": i, "trial_id": f"{sweep}-{i}", "stage": i % 2,
+           "environment": "easy" if i % 3 else "hard",
+           "hyperparameters": {"lr": 10 ** -(1 + i % 4), "arch": {"hidden_size": 128 * (1 + i % 2)}},
+           "results": {"exact_accuracy": i / 100, "eval/lm_loss": 2 - i / 100},
+           "status": "completed", "error": None, "runtime_s": 10.0 + i,
+           "job": {"id": f"7_{i}", "node": "cn-1", "attempt": 0}}
+    rec.update(extra)
+    return rec
+
+
+def make_space(root) -> dict:
+    """A scratch space: two users' sweeps, drift, bad files, loose experiment files."""
+    root = str(root)
+    expected = {}
+    for user, sweep, n in (("alice", "lr", 6), ("bob", "gating", 4)):
+        sdir = os.path.join(root, user, "sweeps", sweep)
+        _write(os.path.join(sdir, "manifest.json"), json.dumps({"name": sweep, "trials": []}))
+        for i in range(n):
+            _write(os.path.join(sdir, "trials", f"t{i}", "result.json"), json.dumps(_result(sweep, i)))
+            expected[f"{sweep}-{i}"] = i / 100
+        os.makedirs(os.path.join(sdir, "trials", "running", "checkpoints"))      # no result yet: not bad
+    lr = os.path.join(root, "alice", "sweeps", "lr", "trials")
+    # Drift that must be kept: NaN/Inf tokens, numbers as text, renamed sections, new keys, no job.
+    _write(os.path.join(lr, "nan", "result.json"),
+           '{"trial_id": "nan", "hyperparameters": {"lr": 0.5}, "results": {"exact_accuracy": NaN, '
+           '"eval/lm_loss": Infinity}, "status": "diverged", "error": "loss is NaN"}')
+    _write(os.path.join(lr, "text", "result.json"), json.dumps(
+        {"trial_id": "text", "hyperparameters": {"lr": 0.2}, "results": {"exact_accuracy": "0.77", "eval/lm_loss": "-inf"}}))
+    _write(os.path.join(lr, "renamed", "result.json"), json.dumps(
+        {"trial_id": "renamed", "params": {"lr": 0.3}, "metrics": {"exact_accuracy": 0.55}, "env": "medium",
+         "gpu_hours": 1.5, "schema": 2}))
+    expected.update({"nan": math.nan, "text": 0.77, "renamed": 0.55})
+    # Bad files: each must be named once, none may stop the rest.
+    bad = {os.path.join(lr, "torn", "result.json"): '{"trial_id": "torn", "results": {"exact_acc',
+           os.path.join(lr, "empty", "result.json"): "",
+           os.path.join(lr, "list", "result.json"): "[1, 2, 3]",
+           os.path.join(lr, "wrongtype", "result.json"): '{"results": [0.5], "hyperparameters": {}}',
+           os.path.join(lr, "binary", "result.json"): "\udcff\udcfe"}
+    for path, text in bad.items():
+        if path.endswith(os.path.join("binary", "result.json")):
+            os.makedirs(os.path.dirname(path))
+            with open(path, "wb") as f:
+                f.write(b"\xff\xfe\x00garbage")
+        else:
+            _write(path, text)
+    # Researchers' older flat files, next to a foreign JSON file.
+    exp = os.path.join(root, "experiments")
+    _write(os.path.join(exp, "run_a.json"), json.dumps({"hyperparameters": {"lr": 0.01}, "results": {"exact_accuracy": 0.31},
+                                                        "seed": 1, "experiment": "a"}))
+    _write(os.path.join(exp, "package.json"), json.dumps({"name": "not-a-result"}))
+    bad[os.path.join(exp, "package.json")] = ""
+    return {"root": root, "expected": expected, "bad": sorted(bad), "exp": exp, "flat": {"run_a.json": 0.31}}
+
+
+@pytest.fixture()
+def space(tmp_path):
+    return make_space(tmp_path)
+
+
+def test_collects_everything_valid_and_names_every_bad_file(space):
+    got = col.collect([space["root"], space["exp"]])
+    frame = got.frame
+    by_id = frame.dropna(subset=["trial_id"]).set_index("trial_id")["results.exact_accuracy"]
+    assert set(by_id.index) == set(space["expected"])
+    for tid, value in space["expected"].items():
+        assert (math.isnan(by_id[tid]) and math.isnan(value)) or by_id[tid] == pytest.approx(value)
+    assert len(frame) == len(space["expected"]) + 1          # + the flat experiment file
+    assert sorted(s.path for s in got.skipped) == space["bad"]
+    assert all(s.reason for s in got.skipped)
+    # Types: numbers stay numbers whatever the file wrote (NaN, Infinity, "0.77", "-inf").
+    assert frame["results.exact_accuracy"].dtype == float and frame["results.eval/lm_loss"].dtype == float
+    assert frame.set_index("path").filter(like="text", axis=0)["results.eval/lm_loss"].iloc[0] == -math.inf
+    assert frame["stage"].dtype == "Int64"
+    # Drift is kept, not dropped: renamed sections, env alias, unknown keys, nested hyperparameters.
+    renamed = frame[frame["trial_id"] == "renamed"].iloc[0]
+    assert renamed["hp.lr"] == 0.3 and renamed["environment"] == "medium" and renamed["gpu_hours"] == 1.5
+    assert frame["hp.arch.hidden_size"].notna().sum() == 10
+    flat = frame[frame["path"].str.endswith("run_a.json")].iloc[0]
+    assert (flat["sweep"], flat["status"], flat["seed"]) == ("experiments", "completed", 1)
+    assert set(frame["sweep"]) == {"lr", "gating", "experiments"}
+
+
+def test_warning_names_each_bad_file_once_without_traceback(space, capsys):
+    assert main(["collect", space["root"], space["exp"], "--format", "csv"]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    for path in space["bad"]:
+        assert err.count(path) == 1, path
+    lines = col.describe_skipped([col.Skipped(f"f{i}", "corrupt") for i in range(30)], limit=5)
+    assert len(lines) == 7 and "25 more" in lines[-1]
+
+
+def test_skipped_file_lists_all(space, tmp_path):
+    out = tmp_path / "skipped.tsv"
+    assert main(["collect", space["root"], "--skipped", str(out), "--out", str(tmp_path / "x.csv")]) == 0
+    listed = [line.split("\t")[0] for line in out.read_text().splitlines()]
+    assert sorted(listed) == [p for p in space["bad"] if "experiments" not in p]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
+def test_formats_round_trip(space, tmp_path, fmt):
+    frame = col.collect([space["root"]]).frame
+    out = tmp_path / f"all.{fmt}"
+    assert main(["collect", space["root"], "--out", str(out)]) == 0          # format from the extension
+    back = table.read(out)
+    assert list(back.columns) == list(frame.columns)
+    assert len(back) == len(frame)
+    for c in ("results.exact_accuracy", "hp.lr", "runtime_s"):
+        a = frame[c].astype(float).to_numpy()
+        b = back[c].astype(float).to_numpy()
+        if fmt == "json":   # strict JSON: NaN and +-Infinity are written as null
+            a = [x if math.isfinite(x) else math.nan for x in a]
+        assert a == pytest.approx(b, nan_ok=True), c
+    assert list(back["trial_id"].fillna("")) == list(frame["trial_id"].fillna(""))
+
+
+def test_where_and_sort(space, capsys):
+    assert main(["collect", space["root"], "--format", "csv", "--where", "lr < 0.05 and stage == 1",
+                 "--sort", "exact_accuracy"]) == 0
+    out = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert len(out) > 0 and (out["hp.lr"] < 0.05).all() and (out["stage"] == 1).all()
+    assert list(out["results.exact_accuracy"]) == sorted(out["results.exact_accuracy"], reverse=True)
+    assert main(["collect", space["root"], "--format", "csv", "--where", "`results.eval/lm_loss` < 1.97",
+                 "--sort", "eval/lm_loss", "--asc"]) == 0
+    out = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(out["results.eval/lm_loss"]) == sorted(out["results.eval/lm_loss"])
+    assert out["results.eval/lm_loss"].iloc[0] == -math.inf
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--where", "lr <"], "--where"),
+    (["--where", "no_such_column > 1"], "no_such_column"),
+    (["--sort", "no_such_metric"], "no_such_metric"),
+    (["--columns", "zzz*"], "zzz*"),
+])
+def test_bad_flags_are_one_line_and_exit_2(space, capsys, argv, says):
+    assert main(["collect", space["root"], "--format", "csv", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("sweep collect: error:") and says in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+def test_inputs_globs_and_missing_paths(space):
+    root = space["root"]
+    got = col.collect([os.path.join(root, "*", "sweeps", "*")])
+    assert sorted(os.path.basename(s) for s in got.sweeps) == ["gating", "lr"]
+    one = col.collect([os.path.join(root, "bob", "sweeps", "gating", "trials", "t1", "result.json")]).frame
+    assert list(one["trial_id"]) == ["gating-1"] and list(one["sweep"]) == ["gating"]
+    with pytest.raises(UserError, match="does not exist"):
+        col.collect([os.path.join(root, "nobody")])
+    with pytest.raises(UserError, match="matched nothing"):
+        col.collect([os.path.join(root, "nobody*")])
+
+
+def test_pool_gives_the_same_frame_as_one_process(space, monkeypatch):
+    serial = col.collect([space["root"]], workers=1).frame
+    monkeypatch.setattr(col, "_POOL_MIN_FILES", 0)
+    pooled = col.collect([space["root"]], workers=2).frame
+    pd.testing.assert_frame_equal(serial, pooled, check_dtype=False)
+
+
+def test_fast_path_matches_flatten_record():
+    # The same layout many times takes the planned fast path; drifted rows the slow one.
+    docs = [_result("s", i) for i in range(5)]
+    docs.insert(2, _result("s", 9, results={"exact_accuracy": 1.0, "nested": {"a": 1}}))
+    docs.insert(4, _result("s", 8, hyperparameters={"lr": [1, 2]}))
+    docs.append({**_result("s", 7), "status": None})
+    cols = parse.Columns()
+    for d in docs:
+        assert cols.add(d, "fallback") is None
+    frame = parse.build_frame(*cols.finish())      # back in file order
+    for i, d in enumerate(docs):
+        row = parse.flatten_record(d, "fallback")
+        for k, v in row.items():
+            assert frame.loc[i, k] == v or (v is None and pd.isna(frame.loc[i, k])), (i, k)
+        assert all(pd.isna(frame.loc[i, k]) for k in frame.columns if k not in row)
+    assert frame.loc[4, "hp.lr"] == "[1, 2]" and frame.loc[2, "results.nested.a"] == 1
+
+
+def test_table_and_markdown_render(space, capsys):
+    assert main(["collect", space["root"], "--sort", "exact_accuracy", "--limit", "3"]) == 0
+    out = capsys.readouterr()
+    assert "hp.lr" in out.out and "showing 3 of" in out.err
+    assert main(["collect", space["root"], "--format", "markdown", "--columns", "trial_id,exact_accuracy",
+                 "--sort", "exact_accuracy"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| trial_id | results.exact_accuracy |" and lines[2].startswith("| text | 0.77 |")
