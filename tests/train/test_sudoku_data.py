@@ -260,3 +260,12 @@ def test_an_unreachable_difficulty_is_a_user_error(monkeypatch):
     monkeypatch.setattr(sudoku, "GIVE_UP_ATTEMPTS", 3)
     with pytest.raises(UserError, match="--min-difficulty"):
         sudoku.generate(5, min_difficulty=10**6, workers=1, log=lambda _: None)
+
+
+def test_max_blanks_makes_easy_puzzles_with_one_solution():
+    easy = sudoku.generate(20, seed=3, max_blanks=10, workers=1, log=lambda _: None)
+    blanks = (easy.puzzles == 0).sum(axis=1)
+    assert blanks.max() <= 10 and blanks.min() >= 1
+    for puzzle, full in zip(easy.puzzles.tolist(), easy.solutions.tolist()):
+        assert all(p in (0, f) for p, f in zip(puzzle, full))
+        assert solver.count_solutions(puzzle, limit=2) == 1

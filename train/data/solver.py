@@ -192,19 +192,25 @@ def has_other_solution(puzzle: list[int], cell: int, digit: int) -> bool:
     return bool(stats.solutions)
 
 
-def dig(solution: list[int], rng: random.Random) -> list[int]:
+def dig(solution: list[int], rng: random.Random, max_blanks: int = 81) -> list[int]:
     """Empty cells of a full grid in random order, keeping each removal only while the puzzle keeps
-    exactly one solution: the result is a minimal puzzle (no given can be removed)."""
+    exactly one solution: the result is a minimal puzzle (no given can be removed), or, with
+    `max_blanks`, an easier one that stops once that many cells are empty."""
     puzzle = list(solution)
     order = list(range(81))
     rng.shuffle(order)
+    blanks = 0
     for cell in order:
+        if blanks >= max_blanks:
+            break
         digit = puzzle[cell]
         puzzle[cell] = 0
         # Removing one given can only add solutions that differ at that cell, so one search with
         # that digit banned there decides uniqueness.
         if has_other_solution(puzzle, cell, digit):
             puzzle[cell] = digit
+        else:
+            blanks += 1
     return puzzle
 
 

@@ -47,10 +47,10 @@ class Puzzles:
     attempts: int  # puzzles generated, including those the filter dropped
 
 
-def _chunk(args: tuple[int, int, int, int]) -> tuple[list[tuple[list[int], list[int], int]], int]:
+def _chunk(args: tuple[int, int, int, int, int]) -> tuple[list[tuple[list[int], list[int], int]], int]:
     """One work unit: `size` puzzles from its own seeded RNG, so the output does not depend on how
     many processes ran."""
-    seed, index, size, min_difficulty = args
+    seed, index, size, min_difficulty, max_blanks = args
     rng = random.Random(f"sudoku:{seed}:{index}")
     found: list[tuple[list[int], list[int], int]] = []
     attempts = 0
@@ -59,20 +59,20 @@ def _chunk(args: tuple[int, int, int, int]) -> tuple[list[tuple[list[int], list[
             return found, -attempts  # negative: gave up
         attempts += 1
         full = solver.random_solution(rng)
-        puzzle = solver.dig(full, rng)
+        puzzle = solver.dig(full, rng, max_blanks)
         rating = solver.difficulty(puzzle)
         if rating >= min_difficulty:
             found.append((puzzle, full, rating))
     return found, attempts
 
 
-def _run_chunks(seed: int, size: int, min_difficulty: int, workers: int,
+def _run_chunks(seed: int, size: int, min_difficulty: int, max_blanks: int, workers: int,
                 planned: int = sys.maxsize) -> Iterator[tuple[list, int]]:
     """Work units in order, computed `workers` at a time, endlessly; the caller stops. Beyond
     `planned` units (what the caller expects to need) one more is started only when none is left."""
     if workers <= 1:
         for i in range(sys.maxsize):
-            yield _chunk((seed, i, size, min_difficulty))
+            yield _chunk((seed, i, size, min_difficulty, max_blanks))
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     # A bounded window of submitted units (Pool.imap would drain an endless task list at once);
@@ -82,13 +82,13 @@ def _run_chunks(seed: int, size: int, min_difficulty: int, workers: int,
         i = 0
         while True:
             while len(window) < 2 * workers and (i < planned or not window):
-                window.append(pool.apply_async(_chunk, ((seed, i, size, min_difficulty),)))
+                window.append(pool.apply_async(_chunk, ((seed, i, size, min_difficulty, max_blanks),)))
                 i += 1
             yield window.popleft().get()
 
 
-def generate(count: int, *, seed: int = 0, min_difficulty: int = 0, workers: int = 1,
-             log: Callable[[str], None] = print) -> Puzzles:
+def generate(count: int, *, seed: int = 0, min_difficulty: int = 0, max_blanks: int = 81,
+             workers: int = 1, log: Callable[[str], None] = print) -> Puzzles:
     """`count` distinct puzzles with one solution each and difficulty >= min_difficulty."""
     seen: set[bytes] = set()
     rows: list[tuple[list[int], list[int], int]] = []
@@ -98,7 +98,7 @@ def generate(count: int, *, seed: int = 0, min_difficulty: int = 0, workers: int
     size = min(CHUNK_PUZZLES, max(count, 1))
     # Without a filter every generated puzzle is kept, so the number of units needed is known.
     planned = -(-count // size) if min_difficulty == 0 else sys.maxsize
-    chunks = _run_chunks(seed, size, min_difficulty, workers, planned)
+    chunks = _run_chunks(seed, size, min_difficulty, max_blanks, workers, planned)
     try:
         for found, tried in chunks:
             if tried < 0:
@@ -170,7 +170,7 @@ def _fsync_tree(root: Path) -> None:
 
 
 # What decides a data set's content (workers, output dir and --overwrite do not).
-_CONTENT_KEYS = ("subsample_size", "num_aug", "min_difficulty", "test_size", "seed")
+_CONTENT_KEYS = ("subsample_size", "num_aug", "min_difficulty", "max_blanks", "test_size", "seed")
 
 
 def _built_with(output: Path) -> dict | None:
@@ -183,7 +183,9 @@ def _built_with(output: Path) -> dict | None:
 
 def _same_content(output: Path, config: "BuildConfig") -> bool:
     built = _built_with(output)
-    return built is not None and all(built.get(k) == getattr(config, k) for k in _CONTENT_KEYS)
+    # A key older sets lack had its default then.
+    return built is not None and all(built.get(k, getattr(BuildConfig, k)) == getattr(config, k)
+                                     for k in _CONTENT_KEYS)
 
 
 def _exists_error(output: Path) -> UserError:
@@ -212,6 +214,7 @@ class BuildConfig:
     subsample_size: int = 1000
     num_aug: int = 0
     min_difficulty: int = 0
+    max_blanks: int = 81
     test_size: int = 200
     seed: int = 0
     workers: int = 1
@@ -219,7 +222,8 @@ class BuildConfig:
 
     def check(self) -> None:
         for key, value, least in (("--subsample-size", self.subsample_size, 1), ("--num-aug", self.num_aug, 0),
-                                  ("--min-difficulty", self.min_difficulty, 0), ("--test-size", self.test_size, 1),
+                                  ("--min-difficulty", self.min_difficulty, 0), ("--max-blanks", self.max_blanks, 1),
+                                  ("--test-size", self.test_size, 1),
                                   ("--workers", self.workers, 1)):
             if value < least:
                 raise UserError(f"got {value}, which is below {least}", key=key,
@@ -243,7 +247,7 @@ def build(config: BuildConfig, log: Callable[[str], None] = print) -> dict:
     t0 = time.perf_counter()
     total = config.subsample_size + config.test_size
     pool = generate(total, seed=config.seed, min_difficulty=config.min_difficulty,
-                    workers=config.workers, log=log)
+                    max_blanks=config.max_blanks, workers=config.workers, log=log)
     t1 = time.perf_counter()
     # Train and test come from one stream of distinct puzzles, so no test puzzle is seen in training.
     n = config.subsample_size
@@ -294,13 +298,15 @@ def parse_args(argv: list[str] | None = None) -> BuildConfig:
     p.add_argument("--num-aug", type=int, default=0, help="augmented copies per training puzzle")
     p.add_argument("--min-difficulty", type=int, default=0,
                    help="keep puzzles whose proof of uniqueness meets at least this many dead ends")
+    p.add_argument("--max-blanks", type=int, default=81,
+                   help="empty at most this many cells (easy sets for smoke runs; default: minimal puzzles)")
     p.add_argument("--test-size", type=int, default=200, help="test puzzles (never augmented)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=_usable_cpus(), help="generator processes (default: CPUs usable here)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
     a = p.parse_args(argv)
     return BuildConfig(output_dir=a.output_dir, subsample_size=a.subsample_size, num_aug=a.num_aug,
-                       min_difficulty=a.min_difficulty, test_size=a.test_size, seed=a.seed,
+                       min_difficulty=a.min_difficulty, max_blanks=a.max_blanks, test_size=a.test_size, seed=a.seed,
                        workers=a.workers, overwrite=a.overwrite)
 
 
