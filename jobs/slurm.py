@@ -1,0 +1,459 @@
+"""Typed wrappers over the Slurm commands: sbatch, squeue, sacct, scontrol, scancel.
+
+Each wrapper runs its command once (never one call per task: pass parent array ids), parses the
+output into dataclasses and turns a failure into a SlurmError that names the command, quotes what
+Slurm said and says what to do.  Arguments go to Slurm as an argv list, never through a shell.
+
+Stdlib only and cheap to import: every array task imports this module.
+"""
+from __future__ import annotations
+
+import enum
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Sequence
+
+from jobs.errors import SlurmError
+
+# Seconds one Slurm command may take before we give up on it (slurmctld can be slow when busy).
+COMMAND_TIMEOUT_S = 120
+# sbatch's back-off doubles from this up to MAX_BACKOFF_S between tries.
+BACKOFF_S = 1.0
+MAX_BACKOFF_S = 60.0
+
+# What sbatch says when it is worth waiting and trying again: a busy or restarting controller, or a
+# queue at the user's submit limit (tasks finishing make room).
+TRANSIENT = (
+    "resource temporarily unavailable",
+    "socket timed out",
+    "unable to contact slurm controller",
+    "slurm temporarily unable to accept job",
+    "job violates accounting/qos policy",
+    "maxsubmitjobs",
+    "maxsubmitjob",
+    "job submit limit",
+    "connection refused",
+    "transport endpoint is not connected",
+)
+
+# Known complaints -> what the user should do.
+FIXES = (
+    ("invalid partition", "check the partition in the cluster profile against `sinfo -s`"),
+    ("invalid generic resource", "check the --gres request against `sinfo -o '%P %G'`"),
+    ("requested node configuration is not available",
+     "ask for fewer CPUs/GPUs/memory per task, or another partition (see `sinfo -N -l`)"),
+    ("invalid job array specification",
+     "keep the --array range below the cluster's MaxArraySize (`scontrol show config`)"),
+    ("invalid account", "set the account in the cluster profile (see `sacctmgr show assoc user=$USER`)"),
+    ("invalid qos", "set a QOS you have (see `sacctmgr show assoc user=$USER format=qos`)"),
+    ("time limit", "lower the time limit to the partition's MaxTime (`sinfo -o '%P %l'`)"),
+    ("invalid job id", "the job is unknown to slurmctld: it may have finished long ago; use sacct"),
+    ("accounting storage is disabled",
+     "this cluster has no accounting: read states with squeue and the result files instead"),
+    ("not found", "install the Slurm client tools, or run with --executor local"),
+)
+
+
+class AccountingDisabled(SlurmError):
+    """sacct cannot answer (accounting off, slurmdbd down): fall back to squeue + result files."""
+
+
+# --- job states -------------------------------------------------------------------------------
+
+class JobState(enum.Enum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    TIMEOUT = "TIMEOUT"
+    CANCELLED = "CANCELLED"
+    OUT_OF_MEMORY = "OUT_OF_MEMORY"
+    PREEMPTED = "PREEMPTED"
+    REQUEUED = "REQUEUED"
+    NODE_FAIL = "NODE_FAIL"
+    BOOT_FAIL = "BOOT_FAIL"
+    DEADLINE = "DEADLINE"
+    SUSPENDED = "SUSPENDED"
+    COMPLETING = "COMPLETING"
+    CONFIGURING = "CONFIGURING"
+    RESIZING = "RESIZING"
+    REVOKED = "REVOKED"
+    SPECIAL_EXIT = "SPECIAL_EXIT"
+    REQUEUE_HOLD = "REQUEUE_HOLD"
+    REQUEUE_FED = "REQUEUE_FED"
+    STOPPED = "STOPPED"
+    UNKNOWN = "UNKNOWN"
+
+    @classmethod
+    def parse(cls, text: str) -> JobState:
+        """'CANCELLED by 0', 'CANCELLED+', 'OUT_OF_ME+', 'PD', 'OOM' -> a state (UNKNOWN if new)."""
+        word = text.strip().split(" ", 1)[0].rstrip("+").upper()
+        if not word:
+            return cls.UNKNOWN
+        if word in _SHORT:
+            return _SHORT[word]
+        try:
+            return cls(word)
+        except ValueError:
+            pass
+        # A truncated name (sacct without -P cuts columns): take the one state it starts.
+        matches = [s for s in cls if s.value.startswith(word)]
+        return matches[0] if len(matches) == 1 else cls.UNKNOWN
+
+    def is_finished(self) -> bool:
+        """This run is over and will not change (a requeued job gets a new run)."""
+        return self in _FINISHED
+
+    def is_active(self) -> bool:
+        """Queued, running, or on its way back to the queue."""
+        return self in _ACTIVE
+
+
+_FINISHED = frozenset({
+    JobState.COMPLETED, JobState.FAILED, JobState.TIMEOUT, JobState.CANCELLED,
+    JobState.OUT_OF_MEMORY, JobState.PREEMPTED, JobState.NODE_FAIL, JobState.BOOT_FAIL,
+    JobState.DEADLINE, JobState.REVOKED, JobState.SPECIAL_EXIT,
+})
+_ACTIVE = frozenset({
+    JobState.PENDING, JobState.RUNNING, JobState.REQUEUED, JobState.SUSPENDED,
+    JobState.COMPLETING, JobState.CONFIGURING, JobState.RESIZING, JobState.REQUEUE_HOLD,
+    JobState.REQUEUE_FED, JobState.STOPPED,
+})
+# squeue's compact codes (%t).
+_SHORT = {
+    "PD": JobState.PENDING, "R": JobState.RUNNING, "CD": JobState.COMPLETED, "F": JobState.FAILED,
+    "TO": JobState.TIMEOUT, "CA": JobState.CANCELLED, "OOM": JobState.OUT_OF_MEMORY,
+    "PR": JobState.PREEMPTED, "RQ": JobState.REQUEUED, "NF": JobState.NODE_FAIL,
+    "BF": JobState.BOOT_FAIL, "DL": JobState.DEADLINE, "S": JobState.SUSPENDED,
+    "CG": JobState.COMPLETING, "CF": JobState.CONFIGURING, "RS": JobState.RESIZING,
+    "RV": JobState.REVOKED, "SE": JobState.SPECIAL_EXIT, "RH": JobState.REQUEUE_HOLD,
+    "RF": JobState.REQUEUE_FED, "ST": JobState.STOPPED,
+}
+
+
+# --- job ids ----------------------------------------------------------------------------------
+
+_JOB_ID = re.compile(
+    r"^(?P<job>\d+(?:\+\d+)?)"                 # 12, or 12+1 for a heterogeneous component
+    r"(?:_(?:(?P<task>\d+)|\[(?P<range>[^\]]+)\]))?"
+    r"(?:\.(?P<step>[\w-]+))?$")
+
+
+@dataclass(frozen=True)
+class JobId:
+    job: str                       # the array's parent id (or the plain job id)
+    task: int | None = None        # array task id
+    task_range: str | None = None  # pending tasks still grouped: "3-7%2", "1,3-5"
+    step: str | None = None        # "batch", "extern", "0", ...
+
+    def __str__(self) -> str:
+        text = self.job
+        if self.task is not None:
+            text += f"_{self.task}"
+        elif self.task_range is not None:
+            text += f"_[{self.task_range}]"
+        return f"{text}.{self.step}" if self.step else text
+
+    @property
+    def throttle(self) -> int | None:
+        """The %N of a grouped range, if any."""
+        if self.task_range and "%" in self.task_range:
+            return int(self.task_range.rsplit("%", 1)[1])
+        return None
+
+    def tasks(self) -> list[int]:
+        """Task ids this id stands for: [task], the expanded range, or [] for a plain job."""
+        if self.task is not None:
+            return [self.task]
+        if not self.task_range:
+            return []
+        out: list[int] = []
+        for part in filter(None, self.task_range.split("%", 1)[0].split(",")):
+            step = 1
+            if ":" in part:
+                part, stride = part.split(":", 1)
+                step = int(stride)
+            first, _, last = part.partition("-")
+            out.extend(range(int(first), int(last or first) + 1, step))
+        return out
+
+
+def parse_job_id(text: str) -> JobId:
+    """'12', '12_4', '12_4.batch', '12_[3-7%2]', '12_[1,3-5]', '12.extern' -> JobId."""
+    match = _JOB_ID.match(text.strip())
+    if not match:
+        raise ValueError(f"not a Slurm job id: {text!r}")
+    task = match["task"]
+    return JobId(match["job"], int(task) if task is not None else None, match["range"],
+                 match["step"])
+
+
+# --- rows -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SacctRow:
+    job_id: JobId
+    state: JobState
+    exit_code: str                 # "code:signal", e.g. "3:0" or "0:15"
+    start: datetime | None
+    end: datetime | None
+    elapsed_s: int
+    node: str | None
+    restarts: int                  # runs of this job before this one (requeues, preemptions)
+    reason: str = ""               # the rest of the state column: "by 0" for CANCELLED by uid 0
+
+    @property
+    def return_code(self) -> int:
+        return int(self.exit_code.split(":", 1)[0] or 0)
+
+    @property
+    def signal(self) -> int:
+        return int(self.exit_code.partition(":")[2] or 0)
+
+
+@dataclass(frozen=True)
+class SqueueRow:
+    job_id: JobId
+    state: JobState
+    reason: str                    # why it pends ("Priority", "JobArrayTaskLimit", ...) or "None"
+    node: str | None
+    time_s: int                    # time used so far
+
+
+SACCT_FIELDS = ("JobID", "State", "ExitCode", "Start", "End", "ElapsedRaw", "NodeList")
+SQUEUE_FORMAT = "%i|%T|%r|%N|%M"
+
+
+def _timestamp(text: str) -> datetime | None:
+    text = text.strip()
+    if text in ("", "Unknown", "None", "N/A"):
+        return None
+    return datetime.fromisoformat(text)
+
+
+def _node(text: str) -> str | None:
+    text = text.strip()
+    return None if text in ("", "None assigned", "(null)", "n/a") else text
+
+
+def parse_duration(text: str) -> int:
+    """squeue/sacct durations '0:01', '12:03', '1:02:03', '2-01:02:03' -> seconds (0 if unknown)."""
+    text = text.strip()
+    if not text or text in ("INVALID", "N/A", "UNLIMITED", "Partition_Limit"):
+        return 0
+    days, _, clock = text.rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    hours, minutes, seconds = parts[-3:]
+    return (int(days or 0) * 24 + hours) * 3600 + minutes * 60 + seconds
+
+
+def parse_sacct(text: str, *, duplicates: bool = False) -> list[SacctRow]:
+    """Parse `sacct -D -P --noheader -o <SACCT_FIELDS>` output.
+
+    With -D, sacct lists every run of a requeued job in order; `restarts` numbers them.  Without
+    `duplicates` only each job's latest run is kept (what plain sacct shows), restarts still counted.
+    """
+    rows: list[SacctRow] = []
+    runs: dict[str, int] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        cols = line.split("|")
+        if len(cols) < len(SACCT_FIELDS):
+            raise ValueError(f"sacct line has {len(cols)} columns, expected {len(SACCT_FIELDS)}: {line!r}")
+        job, state, exit_code, start, end, elapsed, node = cols[:len(SACCT_FIELDS)]
+        key = job.strip()
+        restarts = runs.get(key, -1) + 1
+        runs[key] = restarts
+        word, _, reason = state.strip().partition(" ")
+        rows.append(SacctRow(parse_job_id(key), JobState.parse(word), exit_code.strip(),
+                             _timestamp(start), _timestamp(end), int(elapsed or 0), _node(node),
+                             restarts, reason))
+    if duplicates:
+        return rows
+    latest = {str(r.job_id): r for r in rows}  # later runs overwrite earlier ones
+    return [r for r in rows if latest[str(r.job_id)] is r]
+
+
+def parse_squeue(text: str) -> list[SqueueRow]:
+    """Parse `squeue --noheader -o SQUEUE_FORMAT` output."""
+    rows = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        job, state, reason, node, used = line.split("|", 4)
+        rows.append(SqueueRow(parse_job_id(job), JobState.parse(state), reason.strip(), _node(node),
+                              parse_duration(used)))
+    return rows
+
+
+_SCONTROL_KEY = re.compile(r"(?:^|\s)([A-Za-z][\w/:]*)=")
+
+
+def parse_scontrol(text: str) -> dict[str, str]:
+    """Parse one `scontrol show job -o` record ('Key=value Key=value ...') into a dict.
+
+    Values may hold '=' (TRES=cpu=1,mem=256M); a new key starts only after whitespace.
+    """
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    keys = list(_SCONTROL_KEY.finditer(line))
+    out: dict[str, str] = {}
+    for i, match in enumerate(keys):
+        end = keys[i + 1].start() if i + 1 < len(keys) else len(line)
+        out[match.group(1)] = line[match.end():end].strip()
+    return out
+
+
+# --- running commands -------------------------------------------------------------------------
+
+def _fix_for(said: str) -> str | None:
+    low = said.lower()
+    return next((fix for pattern, fix in FIXES if pattern in low), None)
+
+
+def _run(argv: Sequence[str], *, stdin: str | None = None, cwd: str | os.PathLike | None = None,
+         timeout: float = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    """Run a Slurm command; a missing tool or a hang becomes a SlurmError.  Exit codes are the
+    caller's business (some are not errors, e.g. squeue on a job that has left the queue)."""
+    try:
+        return subprocess.run(list(argv), input=stdin, cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout)
+    except FileNotFoundError:
+        raise SlurmError(argv, f"{argv[0]}: command not found",
+                         fix="install the Slurm client tools, or run with --executor local") from None
+    except subprocess.TimeoutExpired:
+        raise SlurmError(argv, f"no answer within {timeout:.0f}s",
+                         fix="slurmctld is overloaded or down; try again later") from None
+
+
+def _check(argv: Sequence[str], done: subprocess.CompletedProcess[str]) -> str:
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip()
+        raise SlurmError(argv, said, fix=_fix_for(said), returncode=done.returncode)
+    return done.stdout
+
+
+def _ids(job_ids: Iterable[str | JobId]) -> str:
+    return ",".join(str(j) for j in job_ids)
+
+
+def sbatch(script: str, options: Sequence[str] = (), *, cwd: str | os.PathLike | None = None,
+           retries: int = 8, backoff_s: float | None = None) -> str:
+    """Submit `script` (its text, fed on stdin) with `sbatch --parsable *options`; return the job id.
+
+    When Slurm is busy or the user is at a submit limit, wait (doubling, up to MAX_BACKOFF_S) and
+    try again, up to `retries` more times, saying on stderr what it waits for.
+    """
+    argv = ["sbatch", "--parsable", *options]
+    delay = BACKOFF_S if backoff_s is None else backoff_s
+    attempt = 0
+    while True:
+        done = _run(argv, stdin=script, cwd=cwd)
+        if done.returncode == 0:
+            # --parsable prints "id" or "id;cluster".
+            return done.stdout.strip().splitlines()[-1].split(";", 1)[0].strip()
+        said = (done.stderr or done.stdout).strip()
+        transient = any(t in said.lower() for t in TRANSIENT)
+        if not transient:
+            raise SlurmError(argv, said, fix=_fix_for(said), returncode=done.returncode)
+        if attempt == retries:
+            raise SlurmError(argv, said, returncode=done.returncode,
+                             fix=f"Slurm stayed busy or full through {retries + 1} tries; wait for "
+                                 "queued jobs to finish, then `sweep resume` submits the rest")
+        wait = min(delay * 2 ** attempt, MAX_BACKOFF_S) * random.uniform(0.8, 1.2)
+        attempt += 1
+        reason = said.splitlines()[-1] if said else "no answer"
+        print(f"sbatch: Slurm said '{reason}'; trying again in {wait:.0f}s ({attempt}/{retries})",
+              file=sys.stderr, flush=True)
+        time.sleep(wait)
+
+
+def squeue(job_ids: Sequence[str | JobId] | None = None, *, user: str | None = None) -> list[SqueueRow]:
+    """Jobs still known to slurmctld (pending, running, completing), in one call.
+
+    Pending array tasks stay grouped ('12_[3-7%2]').  Jobs that left the queue are simply absent.
+    """
+    if job_ids is not None and not job_ids:
+        return []
+    argv = ["squeue", "--noheader", "-o", SQUEUE_FORMAT]
+    if job_ids is not None:
+        argv += ["-j", _ids(job_ids)]
+    if user is not None:
+        argv += ["-u", user]
+    done = _run(argv)
+    if done.returncode != 0 and "invalid job id" in done.stderr.lower():
+        return []  # every id asked for has left the queue
+    return parse_squeue(_check(argv, done))
+
+
+def sacct(job_ids: Sequence[str | JobId], *, duplicates: bool = False,
+          steps: bool = False) -> list[SacctRow]:
+    """Accounting rows for `job_ids` (pass parent array ids: one call covers every task).
+
+    `duplicates`: every run of a requeued job (sacct -D) instead of the latest one.
+    `steps`: also the .batch/.extern/.N step rows.  Raises AccountingDisabled where sacct is off.
+    """
+    if not job_ids:
+        return []
+    argv = ["sacct", "--parsable2", "--noheader", "--duplicates", "--format", ",".join(SACCT_FIELDS),
+            "--jobs", _ids(job_ids)]
+    if not steps:
+        argv.append("--allocations")
+    done = _run(argv)
+    said = (done.stderr or "").strip()
+    # Accounting off, or slurmdbd unreachable: the caller can still use squeue + result files.
+    if "accounting storage is disabled" in said.lower() or (
+            done.returncode != 0 and ("slurmdbd" in said.lower() or "database" in said.lower())):
+        raise AccountingDisabled(argv, said, fix=_fix_for("accounting storage is disabled"),
+                                 returncode=done.returncode)
+    _check(argv, done)
+    return parse_sacct(done.stdout, duplicates=duplicates)
+
+
+def scontrol_show_job(job_id: str | JobId) -> dict[str, str]:
+    """`scontrol show job -o ID` as a dict (first record: an array parent lists every task)."""
+    argv = ["scontrol", "show", "job", "-o", str(job_id)]
+    return parse_scontrol(_check(argv, _run(argv)))
+
+
+def scontrol_requeue(job_ids: Sequence[str | JobId], *, hold: bool = False) -> None:
+    """Put jobs back in the queue keeping their ids (SLURM_RESTART_COUNT counts the restarts)."""
+    if not job_ids:
+        return
+    argv = ["scontrol", "requeuehold" if hold else "requeue", _ids(job_ids)]
+    _check(argv, _run(argv))
+
+
+def scontrol_update(job_id: str | JobId, **fields: object) -> None:
+    """`scontrol update JobId=ID Key=value ...`, e.g. scontrol_update("12_3", TimeLimit="1:00:00")."""
+    for key in fields:
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", key):
+            raise ValueError(f"not a scontrol job field: {key!r}")
+    argv = ["scontrol", "update", f"JobId={job_id}", *(f"{k}={v}" for k, v in fields.items())]
+    _check(argv, _run(argv))
+
+
+def scancel(job_ids: Sequence[str | JobId], *, signal: str | None = None, batch: bool = False) -> None:
+    """Cancel (or, with `signal`, just signal) jobs.  Jobs already gone are not an error."""
+    if not job_ids:
+        return
+    argv = ["scancel"]
+    if signal:
+        argv.append(f"--signal={signal}")
+    if batch:
+        argv.append("--batch")
+    argv += [str(j) for j in job_ids]
+    done = _run(argv)
+    said = (done.stderr or "").strip()
+    harmless = ("already completing or completed", "invalid job id")
+    if done.returncode != 0 and not all(any(h in line.lower() for h in harmless)
+                                         for line in said.splitlines() if line.strip()):
+        _check(argv, done)
