@@ -18,7 +18,7 @@ MYSQL_SOCK=/run/mysqld/mysqld.sock
 PACKAGES="slurm-wlm munge slurmdbd mariadb-server"
 
 say() { printf 'cluster: %s\n' "$*" >&2; }
-die() { say "error: $*"; exit "${2:-1}"; }
+die() { say "error: $1"; exit "${2:-1}"; }
 
 # --- what `up` started, so that `down` stops only that ---------------------------------------
 mark_started() { grep -qx "$1" "$STATE/started" 2>/dev/null || echo "$1" >>"$STATE/started"; }

@@ -176,7 +176,7 @@ resources: {time: "00:02:00", grace_s: 100, signal: USR1}
 
 
 @pytest.mark.exclusive  # setting the only node DOWN requeues every other test's jobs too
-def test_node_down_then_resumed_mid_run(tmp_path, slurm_cleanup, slurm_cluster):
+def test_node_down_then_resumed_mid_run(tmp_path, slurm_cleanup, slurm_cluster, slurm_exclusive):
     (tmp_path / "hold").touch()
     sweep = launch(tmp_path, "name: fault-node\ngrid: {x: [0, 1]}\nfixed: {steps: 3}\n", slurm_cleanup)
     wait_for(lambda: started(sweep, 0) == 2, 40, "both tasks to start", sweep)

@@ -11,6 +11,10 @@ from jobs.errors import SlurmError
 from jobs.slurm import (JobState, SacctRow, sacct, sbatch, scancel, scontrol_requeue,
                         scontrol_show_job, scontrol_update, squeue)
 
+# Other suites share the cluster and may fill it: our jobs go to the highest PriorityTier partition,
+# which the scheduler serves first (it preempts nothing: PreemptMode=OFF there).
+FIRST = "--partition=unkillable"
+
 # Each task appends "<task> <start> <end>" (epoch seconds) to a file: what really ran, and when.
 RECORD = """#!/bin/sh
 start=$(date +%s.%N)
@@ -59,7 +63,7 @@ def max_overlap(spans: list[tuple[float, float]]) -> int:
 
 def test_throttled_array_runs_every_task_never_more_than_two(tmp_path, slurm_cleanup):
     out = tmp_path / "ran.txt"
-    job = sbatch(RECORD.format(sleep=1, out=out), ["--array=0-5%2", f"--output={tmp_path}/%A_%a.out"])
+    job = sbatch(RECORD.format(sleep=1, out=out), [FIRST, "--array=0-5%2", f"--output={tmp_path}/%A_%a.out"])
     slurm_cleanup.append(job)
     rows = wait_for(job, 6)
     assert sorted(t for r in rows for t in r.job_id.tasks()) == list(range(6))
@@ -78,9 +82,9 @@ def test_aftercorr_chains_two_arrays_task_by_task(tmp_path, slurm_cleanup):
                           f'  grep -q "^3 " {second} 2>/dev/null && break; sleep 0.2; done\n')
     stage0 = sbatch(RECORD.format(sleep=f"0\n{wait_for_successor}", out=first)
                     + '[ "$SLURM_ARRAY_TASK_ID" = 2 ] && exit 1\nexit 0\n',
-                    ["--array=0-3", f"--output={tmp_path}/a_%a.out"])
+                    [FIRST, "--array=0-3", f"--output={tmp_path}/a_%a.out"])
     stage1 = sbatch(RECORD.format(sleep=0, out=second),
-                    ["--array=0-3", f"--dependency=aftercorr:{stage0}", f"--output={tmp_path}/b_%a.out"])
+                    [FIRST, "--array=0-3", f"--dependency=aftercorr:{stage0}", f"--output={tmp_path}/b_%a.out"])
     slurm_cleanup += [stage0, stage1]
     states = {r.job_id.task: r.state for r in wait_for(stage0, 4)}
     assert states == {0: JobState.COMPLETED, 1: JobState.COMPLETED, 2: JobState.FAILED,
@@ -101,7 +105,7 @@ def test_aftercorr_chains_two_arrays_task_by_task(tmp_path, slurm_cleanup):
 
 def test_requeued_task_runs_again_and_sacct_shows_both_runs(tmp_path, slurm_cleanup):
     out = tmp_path / "ran.txt"
-    job = sbatch(RECORD.format(sleep=2, out=out), ["--array=0", "--requeue",
+    job = sbatch(RECORD.format(sleep=2, out=out), [FIRST, "--array=0", "--requeue",
                                                    f"--output={tmp_path}/%A_%a.out"])
     slurm_cleanup.append(job)
     wait_running(job)
@@ -116,8 +120,10 @@ def test_requeued_task_runs_again_and_sacct_shows_both_runs(tmp_path, slurm_clea
     assert latest.state is JobState.COMPLETED and latest.restarts == 1
 
 
-def test_main_job_preempts_long_job_which_is_requeued(tmp_path, slurm_cleanup, slurm_cluster):
+def test_main_job_preempts_long_job_which_is_requeued(tmp_path, slurm_cleanup, slurm_cluster,
+                                                     slurm_exclusive):
     # GPUs are the one thing OverSubscribe does not share: a main job needing one must evict.
+    # Exclusive: it needs every GPU free, and it would evict other suites' `long` jobs.
     victim = sbatch("#!/bin/sh\nsleep 120\n", ["--partition=long", f"--gres=gpu:{slurm_cluster.gpus}",
                                               f"--output={tmp_path}/long.out"])
     slurm_cleanup.append(victim)
@@ -136,14 +142,14 @@ def test_main_job_preempts_long_job_which_is_requeued(tmp_path, slurm_cleanup, s
 
 def test_gpu_gres_schedules_and_sets_cuda_visible_devices(tmp_path, slurm_cleanup):
     out = tmp_path / "gpu.out"
-    job = sbatch('#!/bin/sh\necho "$CUDA_VISIBLE_DEVICES"\n', ["--gres=gpu:2", f"--output={out}"])
+    job = sbatch('#!/bin/sh\necho "$CUDA_VISIBLE_DEVICES"\n', [FIRST, "--gres=gpu:2", f"--output={out}"])
     slurm_cleanup.append(job)
     assert wait_for(job, 1)[0].state is JobState.COMPLETED
     assert len(out.read_text().strip().split(",")) == 2
 
 
 def test_failed_cancelled_and_memory_killed_states(tmp_path, slurm_cleanup):
-    opts = [f"--output={tmp_path}/%j.out"]
+    opts = [FIRST, f"--output={tmp_path}/%j.out"]
     failed = sbatch("#!/bin/sh\nexit 3\n", opts)
     held = sbatch("#!/bin/sh\nsleep 60\n", [*opts, "--hold"])
     # Over --mem: without cgroups, jobacct_gather's OverMemoryKill kills it (FAILED, signal 9);
@@ -174,7 +180,7 @@ def test_sbatch_mistake_names_command_and_fix(tmp_path):
 
 
 def test_time_limit_gives_timeout(tmp_path, slurm_cleanup):
-    job = sbatch("#!/bin/sh\nsleep 300\n", ["--time=5", f"--output={tmp_path}/%j.out"])
+    job = sbatch("#!/bin/sh\nsleep 300\n", [FIRST, "--time=5", f"--output={tmp_path}/%j.out"])
     slurm_cleanup.append(job)
     wait_running(job)
     # Time limits are whole minutes; moving the end time to now makes slurmctld enforce the
