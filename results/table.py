@@ -24,6 +24,9 @@ _EXTENSIONS = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "
                ".parquet": "parquet", ".pq": "parquet", ".txt": "table"}
 # Columns a terminal table leaves out unless asked for: long, or only useful in files.
 _QUIET = ("error", "timestamp", "path", "job.*", "trial")
+# Metric columns a terminal table shows (the rest: --columns, or a file format).
+_TERMINAL_METRICS = 5
+_COMMON_METRICS = ("exact_accuracy", "accuracy", "lm_loss", "loss", "value")
 
 
 def format_for(path: str | None, fmt: str | None) -> str:
@@ -39,7 +42,8 @@ def format_for(path: str | None, fmt: str | None) -> str:
     return "table"
 
 
-def select_columns(frame: pd.DataFrame, patterns: Iterable[str] | None, *, quiet: bool) -> pd.DataFrame:
+def select_columns(frame: pd.DataFrame, patterns: Iterable[str] | None, *, quiet: bool,
+                   first: str | None = None) -> pd.DataFrame:
     """Columns matching `patterns` (names or globs like 'hp.*'), else all, minus noisy ones."""
     cols = list(frame.columns)
     if patterns:
@@ -54,7 +58,25 @@ def select_columns(frame: pd.DataFrame, patterns: Iterable[str] | None, *, quiet
     if quiet:
         cols = [c for c in cols if not any(fnmatch.fnmatchcase(c, q) for q in _QUIET)]
         cols = [c for c in cols if frame[c].notna().any()]
+        cols = _fit_terminal(frame, cols, first)
     return frame[cols]
+
+
+def _fit_terminal(frame: pd.DataFrame, cols: list[str], first: str | None) -> list[str]:
+    """A terminal table keeps what tells trials apart and how they did: identity, every
+    hyperparameter, and a few metrics (the sorted-by one, then eval/..., then others).
+    Everything else is a --columns or --format csv away."""
+    ident = [c for c in cols if not c.startswith(("hp.", "results."))]
+    ident = [c for c in ident if c not in ("sweep", "stage", "environment") or frame[c].nunique(dropna=True) > 1]
+    hps = [c for c in cols if c.startswith("hp.")]
+    metrics = [c for c in cols if c.startswith("results.")]
+    def rank(c: str) -> tuple:
+        name = c.rsplit("/", 1)[-1].removeprefix("results.")
+        common = _COMMON_METRICS.index(name) if name in _COMMON_METRICS else len(_COMMON_METRICS)
+        return (c != first, not c.startswith("results.eval/"), common, metrics.index(c))
+
+    ranked = sorted(metrics, key=rank)
+    return ident + hps + ranked[:_TERMINAL_METRICS]
 
 
 def _cell(v: Any) -> str:

@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         frame = col.sort(frame, args.sort, ascending=args.asc)
     to_terminal = args.out is None and fmt in ("table", "markdown")
     frame = table.select_columns(frame, args.columns.split(",") if args.columns else None,
-                                 quiet=to_terminal and fmt == "table")
+                                 quiet=to_terminal and fmt == "table",
+                                 first=col.resolve_column(frame, args.sort) if args.sort else None)
     limit = args.limit if args.limit is not None else (50 if to_terminal else 0)
     total = len(frame)
     if limit and total > limit:

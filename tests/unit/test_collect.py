@@ -209,3 +209,20 @@ def test_table_and_markdown_render(space, capsys):
                  "--sort", "exact_accuracy"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "| trial_id | results.exact_accuracy |" and lines[2].startswith("| text | 0.77 |")
+
+
+def test_terminal_table_keeps_identity_hyperparameters_and_a_few_metrics():
+    import pandas as pd
+
+    from results.table import select_columns
+
+    frame = pd.DataFrame({"sweep": ["s", "s"], "trial_id": ["a", "b"], "stage": [0, 0], "status": ["completed"] * 2,
+                          "hp.lr": [0.1, 0.2], "hp.depth": [1, 2],
+                          **{f"results.train/m{i}": [1.0, 2.0] for i in range(8)},
+                          "results.eval/accuracy": [0.5, 0.6], "results.eval/zeta": [1, 2]})
+    cols = list(select_columns(frame, None, quiet=True, first="results.train/m7").columns)
+    assert cols[:4] == ["trial_id", "status", "hp.lr", "hp.depth"]  # sweep/stage: one value, left out
+    assert cols[4:7] == ["results.train/m7", "results.eval/accuracy", "results.eval/zeta"]
+    assert len(cols) == 4 + 5
+    # Files keep everything.
+    assert list(select_columns(frame, None, quiet=False).columns) == list(frame.columns)
