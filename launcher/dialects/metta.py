@@ -205,13 +205,18 @@ def build_spec(header: Mapping[str, Any], space: dict[str, Dist], constants: dic
                         fix="write `goal: maximize`")
 
     n_trials = None
+    search_options: dict[str, Any] = {}
+    resources: dict[str, Any] = {}
     if header.get("rollout_count") is not None:
         n_trials = positive_int(header["rollout_count"], key="rollout_count", **kw)
     if header.get("num_samples") is not None:
         samples = positive_int(header["num_samples"], key="num_samples", **kw)
         n_trials = samples * (n_trials or 1)
+        # A rollout is num_samples trials suggested together: they run side by side (the array's
+        # %throttle) and the report's per-rollout summary groups them.
+        search_options["num_samples"] = samples
+        resources["max_parallel"] = samples
 
-    search_options: dict[str, Any] = {}
     protein = header.get("protein")
     if protein is not None and not isinstance(protein, Mapping):
         raise UserError(f"expected a mapping of optimizer settings, got {protein!r}", key="protein", **kw,
@@ -232,7 +237,8 @@ def build_spec(header: Mapping[str, Any], space: dict[str, Dist], constants: dic
         constants=constants, command=command,
         args_style="wandb" if any(c in MACROS for c in command) else "append",
         n_trials=n_trials, metric=None if metric is None else str(metric), goal=goal,
-        search_options=search_options, dialect=dialect, source=file, extra=extra, warnings=tuple(warnings))
+        search_options=search_options, resources=resources, dialect=dialect, source=file, extra=extra,
+        warnings=tuple(warnings))
 
 
 def parse(doc: dict[str, Any], *, file: str) -> SweepSpec:

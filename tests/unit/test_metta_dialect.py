@@ -23,6 +23,8 @@ def test_generation_1_nested_sweep_block():
     spec = load_spec(FIX / "metta_gen1.yaml")
     assert (spec.dialect, spec.method, spec.metric, spec.goal) == ("metta", "bayes", "reward", "maximize")
     assert spec.n_trials == 20  # rollout_count 10 x num_samples 2
+    # A rollout's samples run side by side and are grouped as one rollout in reports.
+    assert spec.resources["max_parallel"] == 2 and spec.search_options["num_samples"] == 2
     s = spec.space
     assert (s["trainer.learning_rate"].kind, s["trainer.learning_rate"].center) == ("loguniform", 0.001)
     assert (s["trainer.batch_size"].kind, s["trainer.batch_size"].low, s["trainer.batch_size"].high) == \
