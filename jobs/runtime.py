@@ -109,6 +109,11 @@ def write_metrics(metrics: dict[str, Any], *, status: str = "completed", error: 
     if target is None:
         return
     payload = {k: v for k, v in metrics.items() if k not in RESERVED_KEYS}
+    if _last_step is not None:
+        # What `sweep status` / `sweep report` need to estimate the GPU-hours pruning saved.
+        payload.setdefault("last_step", _last_step)
+        if status == "pruned":
+            payload.setdefault("pruned_at_step", _last_step)
     if status != "completed":
         payload["status"] = status
     if error is not None:
@@ -123,6 +128,27 @@ def write_metrics(metrics: dict[str, Any], *, status: str = "completed", error: 
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, target)
+
+
+_last_step: int | None = None   # the step of the latest report(), for write_metrics
+
+
+def report(step: int, value: float) -> bool:
+    """Report the eval metric at `step`; True means stop now (the pruner judged the trial hopeless).
+
+    Call it at every eval; on True, write your metrics with `write_metrics(..., status="pruned")`
+    and exit 0. `step` is in the units of the sweep's pruner (min_iter / max_iter). Only bayes
+    sweeps and sweeps with a pruner keep a study (jobs.bayes, trials/<id>/optuna.json); anywhere
+    else, by hand included, this records the step and returns False without importing Optuna.
+    """
+    global _last_step
+    _last_step = int(step)
+    trial_dir = _path("SWEEP_TRIAL_DIR")
+    if trial_dir is None or not (trial_dir / "optuna.json").exists():
+        return False
+    from jobs import bayes
+
+    return bayes.report(step, value)
 
 
 def _jsonable(value: Any) -> Any:

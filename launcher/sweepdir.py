@@ -7,6 +7,7 @@ its trials run.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -70,6 +71,11 @@ def build_manifest(spec: SweepSpec, trials: list[Trial], *, executor: str, clust
         "workdir": workdir,
         "checkpoint_key": spec.stages.checkpoint_key if spec.stages else None,
         "space": {k: d.to_dict() for k, d in spec.space.items()},
+        # What jobs.bayes needs in the array tasks (sampler, pruner, start-up trials, seed).
+        "sampler": spec.sampler,
+        "pruner": dataclasses.asdict(spec.pruner),
+        "search_options": dict(spec.search_options),
+        "seed": spec.seed,
         "launch": launch_args or {},
         "fingerprint": fingerprint(command, trials),
         "trials": [t.to_dict() for t in trials],
