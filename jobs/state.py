@@ -115,6 +115,7 @@ class SweepStatus:
     metric: str | None
     accounting: bool = True            # False when sacct could not answer (accounting off)
     notes: list[str] = field(default_factory=list)
+    gpu_hours_saved: float | None = None  # by early stopping, when any trial was pruned
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -135,7 +136,7 @@ class SweepStatus:
     def to_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "counts": self.counts(), "total": len(self.trials),
                 "done": round(self.done_fraction(), 4), "active": len(self.active()),
-                "accounting": self.accounting, "notes": self.notes,
+                "accounting": self.accounting, "notes": self.notes, "gpu_hours_saved": self.gpu_hours_saved,
                 "trials": [t.to_dict() for t in self.trials]}
 
 
@@ -482,6 +483,10 @@ def collect(sweep_dir: str | os.PathLike, manifest: dict[str, Any] | None = None
     local = local_states(sweep_dir, manifest, results)
     status = combine(manifest, results, live, local, sweep_dir=sweep_dir, accounting=accounting)
     status.notes.extend(notes)
+    if any(r.get("status") == "pruned" for r in results.values()):
+        from jobs import bayes
+
+        status.gpu_hours_saved = bayes.gpu_hours_saved(manifest, results.values())
     return status
 
 

@@ -188,7 +188,8 @@ def importance(frame: pd.DataFrame, metric: Metric) -> pd.DataFrame:
 def rollout_size(manifest: dict[str, Any], n: int) -> tuple[int, str]:
     """Trials per rollout: num_samples if the sweep says, else the array throttle, else ~10 rollouts."""
     for key in ("num_samples", "rollout_size", "batch_size"):
-        v = manifest.get(key) or (manifest.get("spec") or {}).get(key)
+        v = (manifest.get(key) or (manifest.get("search_options") or {}).get(key)
+             or (manifest.get("spec") or {}).get(key))
         if isinstance(v, int) and v > 0:
             return v, f"{key} = {v} from the sweep"
     for sub in manifest.get("submissions") or []:

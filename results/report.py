@@ -159,11 +159,25 @@ def _section_failures(lines: list[str], frame: pd.DataFrame, manifest: dict, ski
         lines += [to_markdown(view.head(MAX_FAILED_ROWS).map(_fmt)), ""]
         if len(view) > MAX_FAILED_ROWS:
             lines += [f"... and {len(view) - MAX_FAILED_ROWS} more (see {_CSV}).", ""]
+    pruned = bad[bad["status"] == "pruned"] if not bad.empty else bad
+    if len(pruned):
+        lines += [f"Early stopping pruned {len(pruned)} trial(s), saving about "
+                  f"{_gpu_hours_saved(frame, manifest):.2f} GPU-hours.", ""]
     if missing:
         lines += [f"{len(missing)} planned trial(s) have no result yet (`sweep status` says why).", ""]
     if skipped:
         lines += [f"{len(skipped)} result file(s) could not be read:", ""]
         lines += [f"- `{s.path}`: {s.reason}" for s in skipped[:MAX_FAILED_ROWS]] + [""]
+
+
+def _gpu_hours_saved(frame: pd.DataFrame, manifest: dict) -> float:
+    from jobs.bayes import gpu_hours_saved
+
+    steps = [c for c in ("results.pruned_at_step", "results.last_step") if c in frame]
+    rows = [{"status": r.get("status"), "runtime_s": r.get("runtime_s"),
+             "results": {c.split(".", 1)[1]: r[c] for c in steps if pd.notna(r[c])}}
+            for r in frame.to_dict("records")]
+    return gpu_hours_saved(manifest, rows)
 
 
 def build_report(sweep_dir: str, out_dir: str | None = None, *, metric: str | None = None,

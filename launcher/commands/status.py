@@ -130,6 +130,9 @@ def render(status: SweepStatus, name: str, sweep_dir: str, show_all: bool = Fals
     filled = round(width * done / total) if total else width
     parts += [Text.assemble(("━" * filled, "green"), ("━" * (width - filled), "grey23")), summary]
     parts += [Text(f"note: {n}", style="yellow") for n in status.notes]
+    if status.gpu_hours_saved is not None:
+        parts.append(Text(f"early stopping pruned {counts.get('pruned', 0)} trial(s), saving about "
+                          f"{status.gpu_hours_saved:.2f} GPU-hours"))
     best = best_trial(status, goal)
     if best is not None:
         parts.append(Text(f"best {status.metric}: {_num(best.metric)} (trial {best.trial['id']}, "

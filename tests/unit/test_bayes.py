@@ -13,7 +13,6 @@ from jobs import bayes
 from jobs import manifest as mf
 from launcher.plans.sampling import in_domain
 from launcher.search import optuna_space as osp
-from launcher.search import protein_summary
 from launcher.spec import Dist
 
 SPACE = {
@@ -196,22 +195,3 @@ def test_concurrent_asks_are_distinct_and_the_journal_survives(tmp_path):
     trials = bayes.load_study(sweep, manifest).trials
     assert [t.state.name for t in trials].count("RUNNING") == 8
     assert not os.path.exists(os.path.join(sweep, bayes.ASK_LOCK + ".lock"))
-
-
-# --- protein summary ---------------------------------------------------------------------------
-
-def test_protein_summary_best_per_rollout_and_overall(tmp_path):
-    manifest = make_manifest(SMALL, goal="maximize")
-    manifest["search_options"]["num_samples"] = 3
-    rows = [{"trial": i, "trial_id": f"t{i:03d}", "status": "completed" if i != 4 else "failed",
-             "results.value": v, "hp.x": float(i), "path": str(tmp_path / "trials" / f"t{i:03d}" / "result.json")}
-            for i, v in enumerate([0.1, 0.5, 0.3, 0.2, 0.9, 0.4, 0.8])]
-    out = protein_summary(manifest, pd.DataFrame(rows))
-    assert out["rollout_size"] == 3
-    assert [r["best"]["trial"] for r in out["rollouts"]] == [1, 5, 6]   # the failed 0.9 never wins
-    assert out["best"]["trial"] == 6 and out["best"]["value"] == 0.8
-    assert out["best"]["config"] == str(tmp_path / "trials" / "t006" / "config.yaml")
-    assert out["best"]["params"] == {"x": 6.0}
-    manifest["goal"] = "minimize"
-    assert protein_summary(manifest, pd.DataFrame(rows))["best"]["trial"] == 0
-    assert protein_summary(manifest, pd.DataFrame())["best"] is None

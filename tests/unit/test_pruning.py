@@ -159,3 +159,9 @@ def test_pruning_through_the_task_runner(tmp_path):
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4 + ["PRUNED"]
     assert study.trials[3].value == pytest.approx(0.95 * (1 - 0.7 ** 9))
     assert bayes.gpu_hours_saved(manifest, results) > 0
+    # `sweep status` shows the saving beside the counts.
+    from jobs.state import collect
+
+    shown = collect(sweep, manifest).to_dict()
+    assert shown["counts"]["pruned"] == 1
+    assert shown["gpu_hours_saved"] == pytest.approx(bayes.gpu_hours_saved(manifest, results))

@@ -56,11 +56,13 @@ def make_sweep(root, *, n: int = 8, stages: int = 2) -> str:
         os.makedirs(tdir)
         score = _score(t["params"]["lr"], t["params"]["arch.hidden_size"], t["environment"], t["stage"])
         status, error, results = "completed", None, {"eval/exact_accuracy": score, "eval/accuracy": score + 0.05,
-                                                      "eval/lm_loss": 2 - score}
+                                                      "eval/lm_loss": 2 - score, "last_step": 100}
         if t["index"] == 3:
             status, error, results = "diverged", "loss is NaN at step 40", {"eval/lm_loss": float("nan")}
         if t["index"] == 5:
             status, error, results = "failed", "Traceback (most recent call last):\nRuntimeError: CUDA error", {}
+        if t["index"] == 9:   # stopped early by the pruner at step 25 of 100, after 60 s
+            status, results = "pruned", {"eval/exact_accuracy": score / 4, "pruned_at_step": 25, "last_step": 25}
         if t["index"] == 6:
             continue   # still running: no result yet
         if t["index"] == 7:
@@ -93,7 +95,7 @@ def report(sweep):
 def _expected_best(sweep, env=None, stage=None):
     with open(os.path.join(sweep, "manifest.json")) as f:
         trials = json.load(f)["trials"]
-    done = [t for t in trials if t["index"] not in (3, 5, 6, 7)
+    done = [t for t in trials if t["index"] not in (3, 5, 6, 7, 9)
             and (env is None or t["environment"] == env) and (stage is None or t["stage"] == stage)]
     return max(done, key=lambda t: _score(t["params"]["lr"], t["params"]["arch.hidden_size"],
                                           t["environment"], t["stage"]))
@@ -140,6 +142,8 @@ def test_report_sections_have_the_right_content(report, sweep):
     assert "corrupt JSON" in text                             # the torn result is named
     failed = text.split("## Failed", 1)[1]
     assert "diverged" in failed and "failed" in failed
+    # Pruned at step 25 of the 100 a full run reaches, after 60 s: 3 x 60 s more were saved.
+    assert "Early stopping pruned 1 trial(s), saving about 0.05 GPU-hours." in failed
     # lr drives the score: it explains more variance than anything else.
     mattered = text.split("## What mattered", 1)[1].split("##", 1)[0]
     rows = [line for line in mattered.splitlines() if line.startswith("| ") and "hyperparameter" not in line]
