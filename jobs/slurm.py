@@ -26,6 +26,8 @@ COMMAND_TIMEOUT_S = 120
 # sbatch's back-off doubles from this up to MAX_BACKOFF_S between tries.
 BACKOFF_S = 1.0
 MAX_BACKOFF_S = 60.0
+# Tries of `scontrol requeue` after a transient refusal (1, 2, 4 s apart: well inside a grace period).
+REQUEUE_RETRIES = 3
 
 # What sbatch says when it is worth waiting and trying again: a busy or restarting controller, or a
 # queue at the user's submit limit (tasks finishing make room).
@@ -429,7 +431,15 @@ def scontrol_requeue(job_ids: Sequence[str | JobId], *, hold: bool = False) -> N
     if not job_ids:
         return
     argv = ["scontrol", "requeuehold" if hold else "requeue", _ids(job_ids)]
-    _check(argv, _run(argv))
+    # A task requeues itself inside its grace period: a busy controller (socket time-out) must not
+    # cost it its place, so transient refusals are retried a few times, briefly.
+    for attempt in range(REQUEUE_RETRIES + 1):
+        done = _run(argv, timeout=30)
+        said = (done.stderr or done.stdout).strip().lower()
+        if done.returncode == 0 or attempt == REQUEUE_RETRIES or not any(t in said for t in TRANSIENT):
+            _check(argv, done)
+            return
+        time.sleep(BACKOFF_S * 2 ** attempt)
 
 
 def scontrol_update(job_id: str | JobId, **fields: object) -> None:

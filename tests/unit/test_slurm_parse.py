@@ -268,3 +268,21 @@ def test_sacct_without_accounting_says_to_fall_back(fake_bin):
     fake_tool(fake_bin, "sacct", 'echo "Slurm accounting storage is disabled" >&2; exit 1\n')
     with pytest.raises(AccountingDisabled, match="squeue"):
         sacct(["12"])
+
+
+def test_requeue_retries_a_busy_controller_but_not_a_refusal(fake_bin, tmp_path, monkeypatch):
+    from jobs import slurm
+
+    monkeypatch.setattr(slurm, "BACKOFF_S", 0.001)
+    count = tmp_path / "count"
+    fake_tool(fake_bin, "scontrol", f"""
+n=$(cat {count} 2>/dev/null || echo 0); echo $((n + 1)) > {count}
+if [ "$n" -lt 2 ]; then echo "slurm_requeue error: Socket timed out on send/recv operation" >&2; exit 1; fi
+""")
+    slurm.scontrol_requeue(["12_3"])
+    assert count.read_text().strip() == "3"
+    fake_tool(fake_bin, "scontrol", f'echo x >> {tmp_path}/refused\n'
+                                    'echo "Requested operation is presently disabled for job 12_3" >&2; exit 1\n')
+    with pytest.raises(SlurmError, match="presently disabled"):
+        slurm.scontrol_requeue(["12_3"])
+    assert (tmp_path / "refused").read_text().count("x") == 1
