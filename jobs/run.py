@@ -381,8 +381,11 @@ def main(argv: list[str] | None = None) -> int:
     return run_trial(sweep_dir, manifest, trial)
 
 
-# Modules whose atexit hooks or buffers must run at exit (a study's journal, log handlers).
-_NEEDS_FINALIZE = ("optuna", "logging", "torch")
+# Exit the ordinary way when one of these is loaded: a study's journal and log handlers need
+# their atexit hooks; jobs.slurm means this task requeued itself, and a runner that vanishes the
+# instant `scontrol requeue` returns races Slurm's kill of the old run (the new run was then
+# refused, "credential revoked", in tests/slurm/test_launch_slurm.py's usr1 test).
+_NEEDS_FINALIZE = ("optuna", "logging", "torch", "jobs.slurm")
 
 
 def exit_now(code: int) -> None:

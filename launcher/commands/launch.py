@@ -2,7 +2,7 @@
 
     sweep launch SPEC [--executor slurm|submitit|local] [--cluster NAME|FILE] [--dir DIR]
                  [--max-parallel N] [--dry-run] [--json] [--detach] [--dialect NAME]
-                 [--method M] [--trials N] [--command CMD] [key=value ...]
+                 [--method M] [--trials N] [--command CMD] [--wait] [key=value ...]
     sweep launch --grid a=1,2,3 b=x,y [--name NAME] [--command CMD]
 
 Trailing `key=value` items are Hydra-style overrides for every trial (a sweep expression
@@ -68,6 +68,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="print trials and submissions; write nothing")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--detach", action="store_true", help="local executor: return at once, trials keep running (slurm/submitit never wait)")
+    p.add_argument("--wait", action="store_true",
+                   help="slurm/submitit: stay in the foreground until every submitted trial has a result "
+                        "(exit 0 when all completed); watches the result files, asks Slurm once per refresh")
     p.add_argument("--dialect", help="force the sweep-file dialect (default: detected)")
     p.add_argument("--method", help="override the file's method (grid, random, bayes, baseline)")
     p.add_argument("--trials", type=int, metavar="N", help="override the number of trials (random/bayes)")
@@ -251,6 +254,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--max-parallel must be at least 1", key="--max-parallel")
     if args.max_attempts < 1:
         raise UserError("--max-attempts must be at least 1", key="--max-attempts")
+    if args.wait and args.detach:
+        raise UserError("--wait and --detach contradict each other", key="--wait", fix="pass one of them")
     spec, spec_text = load(args)
     trials = plan_trials(spec)
     profile = load_profile(args.cluster or os.environ.get("SWEEP_CLUSTER") or
@@ -282,8 +287,96 @@ def run(args: argparse.Namespace) -> int:
         from launcher.backends import submitit
 
         records = submitit.submit(str(sweep_dir), manifest, arrays, profile, max_parallel=max_parallel)
+    if args.wait and args.json:  # one JSON document, printed once the trials ended
+        states = wait_for_results(sweep_dir, manifest)
+        print(json.dumps({"sweep_dir": str(sweep_dir), "name": manifest["name"], "executor": executor,
+                          "trials": len(manifest["trials"]), "submissions": records,
+                          "unsubmitted": manifest["unsubmitted"], "states": states}, indent=1))
+        return _wait_exit_code(states)
     _report_submitted(args, sweep_dir, manifest, records, unsubmitted)
-    return 0
+    if not args.wait:
+        return 0
+    states = wait_for_results(sweep_dir, manifest, on_progress=_Progress())
+    counts: dict[str, int] = {}
+    for value in states.values():
+        counts[value] = counts.get(value, 0) + 1
+    print(f"sweep {manifest['name']}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())), flush=True)
+    return _wait_exit_code(states)
+
+
+# --- --wait: the foreground watch of a Slurm sweep ----------------------------------------------
+
+# Disk polls between Slurm refreshes: a stat of each still-missing result file, nothing more.
+WAIT_POLL_S = 0.25
+
+
+def wait_for_results(sweep_dir: Path, manifest: dict[str, Any], *, poll_s: float = WAIT_POLL_S,
+                     collect: Any = None, delays: Any = None, on_progress: Any = None,
+                     clock: Any = None, sleep: Any = None) -> dict[str, str]:
+    """Block until every submitted trial has its result.json, or Slurm holds none of those
+    still missing; return {trial id: state} (jobs.state's names) for the submitted trials.
+
+    A trial ends when its result file appears (the runner writes it once, atomically, before
+    the task exits), so the disk is what is polled. Slurm is only asked -- through
+    jobs.state.collect: one sacct plus one squeue, whatever the sweep's size -- on a backing-off
+    schedule, to notice tasks that ended without a result (killed, cancelled, out of memory).
+    """
+    import time
+
+    from jobs import manifest as mf
+    from jobs import state
+
+    collect = collect or state.collect
+    delays = delays if delays is not None else state.watch_delays()
+    clock, sleep = clock or time.monotonic, sleep or time.sleep
+    submitted = state.submitted_indices(manifest)
+    waited = [t for t in manifest["trials"] if t["index"] in submitted]
+    missing = {t["id"]: str(mf.result_path(sweep_dir, t["id"])) for t in waited}
+
+    def still_missing() -> dict[str, str]:
+        return {tid: path for tid, path in missing.items() if not os.path.exists(path)}
+
+    next_refresh = clock() + next(delays)
+    shown = -1
+    while missing:
+        missing = still_missing()
+        if on_progress is not None and len(missing) != shown:
+            shown = len(missing)
+            on_progress(len(waited) - shown, len(waited))
+        if not missing:
+            break
+        if clock() >= next_refresh:
+            status = collect(sweep_dir, manifest)
+            # squeue failing says nothing about the tasks: keep waiting rather than give up.
+            blind = any(note.startswith("squeue failed") for note in status.notes)
+            active = {t.trial["id"] for t in status.active()}
+            # Slurm first, disk second: a task writes its result before it leaves the queue.
+            missing = still_missing()
+            if not blind and not (active & set(missing)):
+                break
+            next_refresh = clock() + next(delays)
+        sleep(poll_s)
+    final = collect(sweep_dir, manifest)
+    return {t.trial["id"]: t.state.value for t in final.trials if t.trial["index"] in submitted}
+
+
+def _wait_exit_code(states: dict[str, str]) -> int:
+    return 0 if all(v == "completed" for v in states.values()) else 1
+
+
+class _Progress:
+    """`done/total` on stderr, at most every few seconds (and once at the end)."""
+
+    def __init__(self, every_s: float = 3.0) -> None:
+        self.every_s, self.last = every_s, float("-inf")
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        now = time.monotonic()
+        if done == total or now - self.last >= self.every_s:
+            self.last = now
+            print(f"  {done}/{total} trials have a result", file=sys.stderr, flush=True)
 
 
 def _report_submitted(args: argparse.Namespace, sweep_dir: Path, manifest: dict[str, Any],

@@ -7,12 +7,14 @@ written to JSON, where numpy scalars would not round-trip.
 """
 from __future__ import annotations
 
+import bisect
 import math
-from typing import Any, Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable
 
 from launcher.spec import Dist
+
+if TYPE_CHECKING:  # numpy is imported by whoever makes the generator (plans.random), not here
+    import numpy as np
 
 # Quantised values such as 0.1 * 3 come out as 0.30000000000000004; 12 significant digits
 # are far below any search resolution and print the way the user wrote the step.
@@ -110,6 +112,63 @@ def sample(dist: Dist, rng: np.random.Generator) -> Any:
     except KeyError:
         raise ValueError(f"no sampler for distribution kind {dist.kind!r}") from None
     return fn(dist, rng)
+
+
+# --------------------------------------------------------------------------- fast path
+# A 10,000-trial random sweep draws tens of thousands of values, and numpy's scalar
+# `Generator.uniform` / `Generator.choice` cost 3-15 us a call in argument handling alone.
+# `sampler(dist)` checks the dist once and returns a function that consumes the generator
+# exactly as `sample` does, draw for draw, so the same seed gives the same values:
+#   uniform(lo, hi)      = lo + (hi - lo) * random()        (numpy: random_uniform, one double)
+#   choice(n)            = integers(0, n)                   (numpy: choice without p)
+#   choice(n, p)         = searchsorted(cdf, random(), "right"), cdf = cumsum(p) / its last
+# tests/unit/test_e2e_bits.py checks this equality against numpy's own calls.
+
+def _uniform_draw(low: float, high: float) -> Callable[[np.random.Generator], float] | None:
+    """random() scaled like numpy's uniform; None where numpy would raise (it then gets to)."""
+    lo, width = float(low), float(high) - float(low)
+    if not (math.isfinite(lo) and math.isfinite(width) and width >= 0):
+        return None
+    return lambda rng: lo + width * rng.random()
+
+
+_P_TOLERANCE = 0.5 * math.sqrt(2.0 ** -52)
+
+
+def _fast_choice(dist: Dist) -> Callable[[np.random.Generator], Any]:
+    values, n = dist.values, len(dist.values)
+    if dist.probabilities is None:
+        return lambda rng: values[int(rng.integers(0, n))]
+    import numpy as np
+
+    p = np.asarray(dist.probabilities, dtype=np.float64)
+    # numpy refuses p off 1 by more than sqrt(eps); leave anything near that line to numpy.
+    if p.ndim != 1 or len(p) != n or not np.all(np.isfinite(p)) or np.any(p < 0) \
+            or abs(math.fsum(p.tolist()) - 1.0) > _P_TOLERANCE:
+        return lambda rng: _choice(dist, rng)  # numpy validates (and raises) as before
+    cdf = p.cumsum()
+    cdf /= cdf[-1]
+    bounds = cdf.tolist()
+    return lambda rng: values[bisect.bisect_right(bounds, rng.random())]
+
+
+def sampler(dist: Dist) -> Callable[[np.random.Generator], Any]:
+    """`lambda rng: sample(dist, rng)`, with the per-call checks done once (same values)."""
+    if dist.kind == "choice":
+        return _fast_choice(dist)
+    if dist.kind in ("uniform", "loguniform") and dist.low is not None and dist.high is not None:
+        log = dist.kind == "loguniform"
+        if not log or (dist.low > 0 and dist.high > 0):
+            draw = _uniform_draw(math.log(dist.low), math.log(dist.high)) if log \
+                else _uniform_draw(dist.low, dist.high)
+            if draw is not None:
+                if log:
+                    return lambda rng: _finish(dist, math.exp(draw(rng)))
+                return lambda rng: _finish(dist, draw(rng))
+    fn = SAMPLERS.get(dist.kind)
+    if fn is None:
+        raise ValueError(f"no sampler for distribution kind {dist.kind!r}")
+    return lambda rng: fn(dist, rng)
 
 
 # --------------------------------------------------------------------------- domain
