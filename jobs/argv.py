@@ -15,7 +15,7 @@ as in W&B (`${args}` inside a longer string stays literal text):
     ${args_json}             one element: the overrides as a JSON object
     ${args_json_file}        path of a JSON file holding that object (written here)
 
-Stdlib only (launcher.trial, for `format_value`, is too): every array task imports this module.
+Stdlib only: every array task imports this module.
 """
 from __future__ import annotations
 
@@ -23,13 +23,10 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from jobs.atomic import write_text_atomic
-# Same value text as `Trial.override_args` (launcher.trial is stdlib-only and light to import).
-from launcher.trial import format_value
 
 MACROS = ("${env}", "${interpreter}", "${program}", "${args}", "${args_no_hyphens}",
           "${args_no_boolean_flags}", "${args_json}", "${args_json_file}")
@@ -45,6 +42,19 @@ def resolve_python(argv: list[str]) -> list[str]:
     if argv and argv[0] in PYTHON_NAMES:
         return [sys.executable, *argv[1:]]
     return argv
+
+
+def format_value(value: Any) -> str:
+    """A value as it reads on a Hydra-style command line (`key=value`); Trial.override_args uses it too."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(format_value(v) for v in value) + "]"
+    return str(value)
 
 
 def has_macro(command: list[str] | tuple[str, ...]) -> bool:
@@ -90,6 +100,8 @@ def _json_file(payload: str, json_file_dir: str | os.PathLike | None, write: boo
         path = Path(folder) / JSON_FILE_NAME
     else:
         digest = hashlib.sha1(payload.encode()).hexdigest()[:12]
+        import tempfile  # only without a trial directory to write into
+
         path = Path(tempfile.gettempdir()) / f"sweep-args-{digest}.json"
     if write:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,10 @@ from typing import Any
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """tmp file in the same directory + fsync + rename (atomic on POSIX and NFS close-to-open)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # O_EXCL on a random name rather than tempfile: every array task writes here, and tempfile
+    # imports shutil, random and the compression modules (milliseconds per task, times thousands).
+    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

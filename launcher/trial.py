@@ -6,18 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-
-def format_value(value: Any) -> str:
-    """Render a value as it appears on a Hydra-style command line (`key=value`)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, float):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(format_value(v) for v in value) + "]"
-    return str(value)
+from jobs.argv import format_value  # noqa: F401  (re-exported: how a value reads on a command line)
 
 
 # What json.dumps(key, sort_keys=True, default=str, separators=(",", ":")) builds on every

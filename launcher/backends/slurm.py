@@ -24,7 +24,7 @@ from launcher.trial import Trial
 
 TEMPLATE = Path(__file__).resolve().parent.parent.parent / "slurm_templates" / "array.sbatch"
 TEMPLATE_VARS = ("job_name", "stage", "indices", "offset", "sweep_dir", "output", "workdir", "signal",
-                 "grace_s", "resources", "modules", "setup", "python")
+                 "grace_s", "resources", "modules", "setup", "python", "runner")
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 # Profile fields that become `#SBATCH --<option>=<value>` lines, in this order.
 RESOURCE_OPTIONS = (("partition", "partition"), ("gres", "gres"), ("cpus_per_task", "cpus-per-task"),
@@ -73,9 +73,14 @@ def resource_lines(profile: ClusterProfile) -> str:
     return "\n".join(lines) if lines else "# (no resources requested: the cluster's defaults)"
 
 
+# The task runner as a file: `python -S <runner>` skips site-packages (most of an interpreter's
+# start-up, paid once per array task); the runner puts its own package root on sys.path.
+RUNNER = str(Path(__file__).resolve().parents[2] / "jobs" / "run.py")
+
+
 def render_script(*, sweep_name: str, sweep_dir: str, workdir: str, stage: int, offset: int,
                   indices: list[int], profile: ClusterProfile, python: str | None = None,
-                  template: str | None = None) -> str:
+                  runner: str | None = None, template: str | None = None) -> str:
     """The job script of one array (a pure function: same inputs, same text)."""
     values = {
         "job_name": job_name(sweep_name, stage),
@@ -91,6 +96,7 @@ def render_script(*, sweep_name: str, sweep_dir: str, workdir: str, stage: int, 
         "modules": "\n".join(profile.modules) or "# (no modules)",
         "setup": "\n".join(profile.setup) or "# (no setup)",
         "python": shlex.quote(python or profile.python or sys.executable),
+        "runner": shlex.quote(runner or RUNNER),
     }
     return render_template(template if template is not None else TEMPLATE.read_text(), values)
 
