@@ -170,6 +170,10 @@ fixed: {steps: 15}
     assert "cancelled Slurm job(s)" in capsys.readouterr().out
     wait_for(lambda: settled(sweep), 30, "nothing active after cancel")
     before = results(sweep)
+    # squeue forgets cancelled tasks at once; slurmdbd records them a moment later (accounting is
+    # eventually consistent): until then status calls them lost, which resume also reruns.
+    wait_for(lambda: status_json(sweep, capsys)["counts"].get("cancelled", 0) >= 1, 30,
+             "sacct to record the cancellation")
     counts = status_json(sweep, capsys)["counts"]
     assert counts.get("completed", 0) == len(before) and counts.get("cancelled", 0) >= 1, counts
     done = resume_json(sweep, capsys)
