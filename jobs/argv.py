@@ -41,6 +41,9 @@ def resolve_python(argv: list[str]) -> list[str]:
     virtualenv, which the sbatch script and the local pool start), not the first python on PATH."""
     if argv and argv[0] in PYTHON_NAMES:
         return [sys.executable, *argv[1:]]
+    if len(argv) > 1 and os.path.basename(argv[0]) == "env" and argv[1] in PYTHON_NAMES:
+        # W&B's default `${env} ${interpreter} ...`: /usr/bin/env python, the same intent.
+        return [sys.executable, *argv[2:]]
     return argv
 
 

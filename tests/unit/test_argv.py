@@ -81,3 +81,14 @@ def test_values_never_reach_a_shell(tmp_path):
         got = json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
         assert len(got) == 2 and any(a.endswith("=" + hostile) for a in got)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_python_means_the_sweeps_own_interpreter():
+    import sys
+
+    from jobs.argv import resolve_python
+
+    assert resolve_python(["python", "-m", "train", "lr=1"]) == [sys.executable, "-m", "train", "lr=1"]
+    assert resolve_python(["/usr/bin/env", "python", "train.py"]) == [sys.executable, "train.py"]
+    assert resolve_python(["/usr/bin/env", "bash", "x.sh"]) == ["/usr/bin/env", "bash", "x.sh"]
+    assert resolve_python(["/opt/py/bin/python3", "x.py"]) == ["/opt/py/bin/python3", "x.py"]
