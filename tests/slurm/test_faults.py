@@ -232,7 +232,8 @@ exec {real} "$@"
     assert set(runs.values()) == {1}
 
 
-def test_200_tasks_finishing_at_once(tmp_path, slurm_cleanup):
+@pytest.mark.exclusive  # 200 tasks fill the node: other tests' tasks would wait behind them
+def test_200_tasks_finishing_at_once(tmp_path, slurm_cleanup, slurm_exclusive):
     (tmp_path / "hold").touch()
     sweep = launch(tmp_path, f"name: fault-200\ngrid: {{x: {list(range(200))}}}\n", slurm_cleanup)
     t0 = time.monotonic()
