@@ -480,6 +480,12 @@ def collect(sweep_dir: str | os.PathLike, manifest: dict[str, Any] | None = None
     if isinstance(answer[0], BaseException):
         raise answer[0]
     live, accounting, notes = answer[0]
+    if worker is not None:
+        # The files were read while Slurm answered: a task that finished in between is gone from
+        # squeue but its result was not read yet (and sacct may lag). Read those once more, so a
+        # finished trial is never taken for a lost one (and resubmitted).
+        unread = [t for t in trials if t["id"] not in results]
+        results.update(read_results(sweep_dir, unread))
     local = local_states(sweep_dir, manifest, results)
     status = combine(manifest, results, live, local, sweep_dir=sweep_dir, accounting=accounting)
     status.notes.extend(notes)
