@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -40,6 +41,12 @@ def test_train_multirun_through_hydra_submitit_launcher(tmp_path: Path, slurm_cl
     # The jobs really went through Slurm: submitit's folders carry Slurm job ids that sacct knows.
     job_ids = sorted({p.name.split("_")[0] for p in (sweep_dir / ".submitit").iterdir() if p.name[0].isdigit()})
     assert job_ids, "no Slurm job folder under .submitit/"
-    acct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
-                          capture_output=True, text=True).stdout
+    # slurmdbd records the end a moment after the job ends: poll it briefly.
+    deadline = time.monotonic() + 60
+    while True:
+        acct = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)],
+                              capture_output=True, text=True).stdout
+        if acct.count("COMPLETED") >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert acct.count("COMPLETED") >= 2, acct
