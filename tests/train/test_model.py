@@ -63,6 +63,15 @@ def test_arch_config_files_build_a_config(name):
         assert arch.loss.feudal_loss_weight == 0.1
 
 
+def test_mlp_width_rounds_up_to_its_multiple():
+    def inner(**arch) -> int:
+        return make_head(tiny(**arch)).model.inner.L_level.layers[0].mlp.down_proj.weight.shape[1]
+    assert inner() == 256                     # round(2 * 32 * 2/3) = 43, up to the reference's 256
+    assert inner(mlp_multiple_of=64) == 64
+    assert inner(mlp_multiple_of=1) == 43
+    assert inner(hidden_size=512, num_heads=8, expansion=4, puzzle_emb_ndim=512) == 1536  # hrm_v1: 1365 -> 1536
+
+
 def test_feudal_is_on_only_when_enabled_and_weighted():
     on = {"subgoal_head": {"enabled": True}}
     assert HRMConfig.from_dict(tiny(**on), feudal_loss_weight=0.1, **DATA).feudal
@@ -77,6 +86,7 @@ def test_feudal_is_on_only_when_enabled_and_weighted():
     (tiny(num_heads=3), "arch.num_heads"),
     (tiny(pos_encodings="alibi"), "arch.pos_encodings"),
     (tiny(halt_exploration_prob=1.5), "arch.halt_exploration_prob"),
+    (tiny(mlp_multiple_of=0), "arch.mlp_multiple_of"),
     (tiny(subgoal_head={"period": 2}), "arch.subgoal_head.period"),
 ])
 def test_bad_arch_values_are_user_errors(arch, key):

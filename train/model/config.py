@@ -59,6 +59,8 @@ class HRMConfig:
     pos_encodings: str = "rope"
     rope_theta: float = 10000.0
     rms_norm_eps: float = 1e-5
+    # SwiGLU's inner width rounds up to a multiple of this (256 as in the reference)
+    mlp_multiple_of: int = 256
     forward_dtype: str = "bfloat16"
     # --- learned sigmoid gates on the H->L and L->H injections
     use_gating: bool = False
@@ -110,7 +112,8 @@ class HRMConfig:
     def validate(self) -> None:
         """Raise UserError for values the model cannot be built with."""
         for key in ("batch_size", "seq_len", "vocab_size", "num_puzzle_identifiers", "hidden_size",
-                    "num_heads", "H_layers", "L_layers", "H_cycles", "L_cycles", "halt_max_steps"):
+                    "num_heads", "H_layers", "L_layers", "H_cycles", "L_cycles", "halt_max_steps",
+                    "mlp_multiple_of"):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UserError(f"must be a positive integer, got {value!r}", key=f"arch.{key}",

@@ -68,8 +68,9 @@ class HRMInner(nn.Module):
         else:
             self.embed_pos = CastedEmbedding(self.total_len, c.hidden_size, embed_std, self.forward_dtype)
 
-        self.H_level = ReasoningModule(c.H_layers, c.hidden_size, c.num_heads, c.expansion, c.rms_norm_eps)
-        self.L_level = ReasoningModule(c.L_layers, c.hidden_size, c.num_heads, c.expansion, c.rms_norm_eps)
+        level = (c.hidden_size, c.num_heads, c.expansion, c.rms_norm_eps, c.mlp_multiple_of)
+        self.H_level = ReasoningModule(c.H_layers, *level)
+        self.L_level = ReasoningModule(c.L_layers, *level)
 
         # Fixed random start states: every new puzzle starts from the same z_H, z_L.
         self.H_init = nn.Buffer(trunc_normal_init_(torch.empty(c.hidden_size), std=1.0).to(self.forward_dtype))

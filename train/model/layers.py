@@ -133,11 +133,12 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 class SwiGLU(nn.Module):
-    """SwiGLU MLP; the inner width is 2/3 * expansion * hidden rounded up to 256 (tensor-core friendly)."""
+    """SwiGLU MLP; the inner width is 2/3 * expansion * hidden rounded up to `multiple_of`
+    (256 in the reference: tensor-core friendly, but 4x the nominal width of a 64-wide CPU model)."""
 
-    def __init__(self, hidden_size: int, expansion: float):
+    def __init__(self, hidden_size: int, expansion: float, multiple_of: int = 256):
         super().__init__()
-        inner = _round_up(round(expansion * hidden_size * 2 / 3), 256)
+        inner = _round_up(round(expansion * hidden_size * 2 / 3), multiple_of)
         self.gate_up_proj = CastedLinear(hidden_size, 2 * inner, bias=False)
         self.down_proj = CastedLinear(inner, hidden_size, bias=False)
 
@@ -149,10 +150,10 @@ class SwiGLU(nn.Module):
 class Block(nn.Module):
     """Post-norm transformer block: x = norm(x + attn(x)); x = norm(x + mlp(x))."""
 
-    def __init__(self, hidden_size: int, num_heads: int, expansion: float, eps: float):
+    def __init__(self, hidden_size: int, num_heads: int, expansion: float, eps: float, mlp_multiple_of: int = 256):
         super().__init__()
         self.self_attn = Attention(hidden_size, num_heads)
-        self.mlp = SwiGLU(hidden_size, expansion)
+        self.mlp = SwiGLU(hidden_size, expansion, mlp_multiple_of)
         self.eps = eps
 
     def forward(self, x: torch.Tensor, cos_sin: CosSin | None) -> torch.Tensor:
@@ -163,9 +164,11 @@ class Block(nn.Module):
 class ReasoningModule(nn.Module):
     """One recurrent level (H or L): add the injected input to the state, then run the blocks."""
 
-    def __init__(self, num_layers: int, hidden_size: int, num_heads: int, expansion: float, eps: float):
+    def __init__(self, num_layers: int, hidden_size: int, num_heads: int, expansion: float, eps: float,
+                 mlp_multiple_of: int = 256):
         super().__init__()
-        self.layers = nn.ModuleList(Block(hidden_size, num_heads, expansion, eps) for _ in range(num_layers))
+        self.layers = nn.ModuleList(Block(hidden_size, num_heads, expansion, eps, mlp_multiple_of)
+                                    for _ in range(num_layers))
 
     def forward(self, state: torch.Tensor, injection: torch.Tensor, cos_sin: CosSin | None) -> torch.Tensor:
         x = state + injection
