@@ -20,7 +20,7 @@ install: $(VENV)/.installed
 
 # The main job: build a small Sudoku set, sweep the trainer on local processes, print the table.
 demo: $(VENV)/.installed
-	$(BIN)/python -m train.data.sudoku --output-dir $(DEMO_DATA) --subsample-size 1000 --num-aug 8 --max-blanks 4 --test-size 200 --seed 0
+	$(BIN)/python -m train.data.sudoku --output-dir $(DEMO_DATA) --subsample-size 1000 --num-aug 8 --max-blanks 1 --test-size 200 --seed 0
 	rm -rf $(DEMO_DIR)
 	$(BIN)/sweep launch configs/sweeps/demo.yaml --executor local --dir $(DEMO_DIR) data_path=$(abspath $(DEMO_DATA))
 	$(BIN)/sweep collect $(DEMO_DIR) --format table --sort eval/exact_accuracy
