@@ -1,6 +1,6 @@
 """Benchmark: 200 trivial trials end to end on the test cluster, ours against a bare array.
 
-    .venv/bin/python bench/e2e.py [--tasks 200] [--repeats 1] [--no-submitit]
+    .venv/bin/python bench/e2e.py [--tasks 200] [--repeats 1] [--no-submitit] [--compare-exec]
 
 Each contestant runs the same Python program (it writes a small JSON object to the file
 named by $SWEEP_RESULT_FILE, atomically) and is timed from the moment its submission starts
@@ -12,11 +12,19 @@ until every result is on disk. Completion is seen by polling the disk, never Slu
             as a command (its own start, imports, plan, sbatch included); done when every
             trials/<id>/result.json exists
   submitit  `AutoExecutor.map_array` of a function doing the same work (if submitit imports)
+  exec      (--compare-exec) `sweep` again with SLURMSWEEP_NO_INPROC=1 (sbatch passes it on): the
+            runner starts a second interpreter for the program instead of forking (jobs.inproc)
 
-All three ask for the same resources (partition main, 1 CPU, the same time limit). Between
+All ask for the same resources (partition main, 1 CPU, the same time limit). Between
 contestants the bench waits, untimed, until the cluster's queue holds none of its jobs, so
-they never overlap. Prints each time (median of --repeats) and the ratio to bare; the goal
-for ours is <= 1.2x bare. No pass/fail: numbers only. Every job is cancelled at the end.
+they never overlap. Prints each time (median of --repeats, min-max) and the ratio to bare;
+the goal for ours is <= 1.2x bare. Each run also says when its first, middle and last result
+landed (file mtimes): the first is latency (submission, scheduling, one task's start), the
+spread after it is throughput (what every task costs the node); and the median CPU time of one
+task from sacct (TotalCPU of its steps: script, runner, program), which other load on the
+machine barely moves. The summary says whether the runner's modules had cached bytecode
+(without it every task compiles them). No pass/fail: numbers only. Every job is cancelled at
+the end.
 """
 from __future__ import annotations
 
@@ -72,8 +80,39 @@ max_queued_jobs: 100000
 """
 
 
+CURVES: list[tuple[float, float, float]] = []   # (first, middle, last) result of each run, s
+
+
+def runner_bytecode() -> str:
+    """Whether the runner's modules have up-to-date bytecode in jobs/__pycache__.
+
+    Without it every task compiles them (~1,000 lines, ~10 ms of CPU): the case under
+    PYTHONDONTWRITEBYTECODE=1 until something writes the cache (pip does at install time).
+    jobs/start.py (a few lines) is compiled on every start: python never caches the script it runs;
+    `sweep launch` writes the rest (launcher.backends.slurm.compile_runner).
+    """
+    import importlib.util
+
+    stale = []
+    for name in ("__init__", "inproc", "bayes", "manifest", "atomic", "errors", "argv"):
+        source = ROOT / "jobs" / f"{name}.py"
+        try:
+            header = Path(importlib.util.cache_from_source(str(source))).read_bytes()[:16]
+        except OSError:
+            stale.append(name)
+            continue
+        st = source.stat()
+        if int.from_bytes(header[8:12], "little") != int(st.st_mtime) & 0xFFFFFFFF or \
+                int.from_bytes(header[12:16], "little") != st.st_size & 0xFFFFFFFF:
+            stale.append(name)
+    if not stale:
+        return "cached"
+    return f"missing or stale for {', '.join(stale)} (compiled by every task)"
+
+
 def wait_files(paths: list[Path], t0: float) -> float:
     """Seconds from t0 until every path exists (checks only the ones still missing)."""
+    wall0 = time.time() - (time.perf_counter() - t0)
     missing = list(paths)
     deadline = t0 + DEADLINE_S
     while missing:
@@ -84,7 +123,39 @@ def wait_files(paths: list[Path], t0: float) -> float:
             raise SystemExit(f"bench/e2e.py: {len(missing)} results still missing after {DEADLINE_S:.0f}s "
                              f"(first: {missing[0]})")
         time.sleep(POLL_S)
-    return time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
+    landed = sorted(p.stat().st_mtime - wall0 for p in paths)
+    CURVES.append((landed[0], landed[len(landed) // 2], landed[-1]))
+    return seconds
+
+
+def cpu_seconds(text: str) -> float:
+    """sacct's TotalCPU ('00:00.031', '01:02.500', '1:02:03', '2-01:02:03') -> seconds."""
+    days, _, clock = text.strip().rpartition("-")
+    total = 0.0
+    for part in clock.split(":"):
+        total = total * 60 + float(part)
+    return total + int(days or 0) * 86400
+
+
+def task_cpu(job_ids: list[str], n: int, timeout: float = 20.0) -> float | None:
+    """Untimed: median CPU seconds of one task's steps (batch script, runner and program, and
+    any srun step: sacct's TotalCPU), the measure least disturbed by other load. None if
+    accounting lags."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["sacct", "-n", "-P", "-o", "JobID,TotalCPU", "-j", ",".join(job_ids)],
+                             capture_output=True, text=True).stdout
+        per_task: dict[str, float] = {}
+        for line in out.splitlines():
+            job, _, step = line.split("|")[0].partition(".")
+            if step and step != "extern":   # the batch step, and srun steps (submitit runs one)
+                per_task[job] = per_task.get(job, 0.0) + cpu_seconds(line.split("|")[1])
+        if len(per_task) >= n:
+            return statistics.median(per_task.values())
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(1.0)
 
 
 def queue_empty(job_ids: list[str], timeout: float = 120.0) -> None:
@@ -113,7 +184,8 @@ def run_bare(n: int, work: Path, prog: Path, jobs: list[str]) -> float:
     return wait_files([out / f"{i}.json" for i in range(n)], t0)
 
 
-def run_sweep(n: int, work: Path, prog: Path, jobs: list[str], inline_grid: bool = False) -> float:
+def run_sweep(n: int, work: Path, prog: Path, jobs: list[str], inline_grid: bool = False,
+              env: dict[str, str] | None = None) -> float:
     profile = work / "bench-e2e.yaml"
     profile.write_text(PROFILE)
     sweep = work / "sweep"
@@ -126,7 +198,7 @@ def run_sweep(n: int, work: Path, prog: Path, jobs: list[str], inline_grid: bool
     t0 = time.perf_counter()
     proc = subprocess.run([PY, "-m", "launcher", "launch", *what, "--command", f"{PY} {prog}",
                            "--executor", "slurm", "--cluster", str(profile), "--dir", str(sweep), "--json"],
-                          capture_output=True, text=True, cwd=ROOT)
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         raise SystemExit(f"sweep launch failed:\n{proc.stderr}")
     jobs += [s["job_id"] for s in json.loads(proc.stdout)["submissions"]]
@@ -173,6 +245,8 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory (printed)")
     parser.add_argument("--inline-grid", action="store_true",
                         help="launch with `--grid x=range(0,n)` instead of a sweep file")
+    parser.add_argument("--compare-exec", action="store_true",
+                        help="also run ours with SLURMSWEEP_NO_INPROC=1 (the program in a second interpreter)")
     args = parser.parse_args()
     if not shutil.which("sbatch"):
         print("bench/e2e.py: no sbatch on PATH; start the test cluster with `scripts/cluster.sh up`")
@@ -182,7 +256,11 @@ def main() -> int:
         "bare": run_bare, "sweep": functools.partial(run_sweep, inline_grid=args.inline_grid)}
     if not args.no_submitit and submitit_available():
         contestants["submitit"] = run_submitit
+    if args.compare_exec:
+        contestants["exec"] = functools.partial(run_sweep, inline_grid=args.inline_grid,
+                                                env={"SLURMSWEEP_NO_INPROC": "1"})
     times: dict[str, list[float]] = {k: [] for k in contestants}
+    cpus: dict[str, list[float]] = {k: [] for k in contestants}
     work_root = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     prog = work_root / "prog.py"
     prog.write_text(PROGRAM)
@@ -201,8 +279,14 @@ def main() -> int:
                 finally:
                     all_jobs += jobs
                 times[name].append(seconds)
-                print(f"  run {r} {name:<9} {seconds:6.2f} s", flush=True)
                 queue_empty(jobs)
+                cpu = task_cpu(jobs, n)
+                if cpu is not None:
+                    cpus[name].append(cpu)
+                first, middle, last = CURVES[-1]
+                print(f"  run {r} {name:<9} {seconds:6.2f} s   results landed: first {first:5.2f}  "
+                      f"middle {middle:5.2f}  last {last:5.2f} s   cpu/task "
+                      + (f"{1000 * cpu:5.1f} ms" if cpu is not None else "n/a"), flush=True)
     finally:
         if all_jobs:
             subprocess.run(["scancel", *all_jobs], check=False)
@@ -211,12 +295,20 @@ def main() -> int:
         else:
             shutil.rmtree(work_root, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"{n} trivial tasks, submission -> every result on disk, median of {args.repeats}:")
-    print(f"  bare sbatch --array=0-{n - 1}   {med['bare']:6.2f} s")
-    print(f"  sweep launch (slurm)         {med['sweep']:6.2f} s   ratio {med['sweep'] / med['bare']:.2f}x"
-          "   (goal <= 1.2x)")
+
+    def line(label: str, name: str) -> str:
+        spread = f"({min(times[name]):.2f}-{max(times[name]):.2f})" if args.repeats > 1 else ""
+        cpu = f"cpu/task {1000 * statistics.median(cpus[name]):5.1f} ms  " if cpus[name] else ""
+        return f"  {label:<29}{med[name]:6.2f} s {spread:<13} {cpu}"
+
+    print(f"{n} trivial tasks, submission -> every result on disk, median of {args.repeats} (min-max); "
+          f"runner bytecode {runner_bytecode()}:")
+    print(line(f"bare sbatch --array=0-{n - 1}", "bare"))
+    print(line("sweep launch (slurm)", "sweep") + f"ratio {med['sweep'] / med['bare']:.2f}x   (goal <= 1.2x)")
+    if "exec" in med:
+        print(line("  same, SLURMSWEEP_NO_INPROC=1", "exec") + f"ratio {med['exec'] / med['bare']:.2f}x")
     if "submitit" in med:
-        print(f"  submitit map_array           {med['submitit']:6.2f} s   ratio {med['submitit'] / med['bare']:.2f}x")
+        print(line("submitit map_array", "submitit") + f"ratio {med['submitit'] / med['bare']:.2f}x")
         print(f"  sweep / submitit             {med['sweep'] / med['submitit']:.2f}x")
     return 0
 

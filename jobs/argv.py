@@ -19,12 +19,13 @@ Stdlib only: every array task imports this module.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+TYPE_CHECKING = False  # typing costs a few ms at every array task's start; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 from jobs.atomic import write_text_atomic
 
@@ -102,9 +103,10 @@ def _json_file(payload: str, json_file_dir: str | os.PathLike | None, write: boo
     if folder:
         path = Path(folder) / JSON_FILE_NAME
     else:
-        digest = hashlib.sha1(payload.encode()).hexdigest()[:12]
-        import tempfile  # only without a trial directory to write into
+        import hashlib  # only without a trial directory to write into (OpenSSL's start is slow)
+        import tempfile
 
+        digest = hashlib.sha1(payload.encode()).hexdigest()[:12]
         path = Path(tempfile.gettempdir()) / f"sweep-args-{digest}.json"
     if write:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+TYPE_CHECKING = False  # typing costs a few ms at every array task's start; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

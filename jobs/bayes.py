@@ -48,12 +48,6 @@ ASK_LOCK_GRACE_S = 60
 _STATES = {"completed": "COMPLETE", "pruned": "PRUNED"}
 
 
-def uses_study(manifest: dict[str, Any]) -> bool:
-    """True for sweeps whose tasks ask/tell: bayes plans, and any plan with a pruner."""
-    pruner = (manifest.get("pruner") or {}).get("kind") or "none"
-    return manifest.get("method") == "bayes" or str(pruner).lower() != "none"
-
-
 def journal_path(sweep_dir: str | os.PathLike) -> Path:
     return Path(sweep_dir) / JOURNAL
 

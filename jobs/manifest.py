@@ -19,7 +19,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+TYPE_CHECKING = False  # typing costs a few ms at every array task's start; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 from jobs.atomic import write_json_atomic
 from jobs.errors import UserError
@@ -91,3 +93,10 @@ def expand_ranges(text: str) -> list[int]:
         else:
             out.append(int(part))
     return out
+
+
+def uses_study(manifest: dict[str, Any]) -> bool:
+    """True for sweeps whose tasks ask/tell an Optuna study (jobs.bayes): bayes plans, and any
+    plan with a pruner. Here, not in jobs.bayes, so that other sweeps' tasks never import it."""
+    pruner = (manifest.get("pruner") or {}).get("kind") or "none"
+    return manifest.get("method") == "bayes" or str(pruner).lower() != "none"

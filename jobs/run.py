@@ -4,6 +4,10 @@ Maps the task to its trial (index = offset + task id), runs the trial's command 
 its overrides and the SWEEP_* variables, and wraps what the program wrote to
 $SWEEP_RESULT_FILE into trials/<id>/result.json, once, atomically.
 
+A Python program run by this interpreter (`python prog.py`, `python -m mod`) starts in a
+fork of the runner instead of a second interpreter (jobs.inproc; SLURMSWEEP_NO_INPROC=1 turns
+that off); any other command is exec'd in its own session.
+
 Every Slurm array task and every local trial starts here, so this module imports only
 the standard library and our stdlib-only `jobs` modules: no yaml, no rich, no torch.
 
@@ -17,11 +21,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+TYPE_CHECKING = False  # typing costs a few ms at every array task's start; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 if __name__ == "__main__" and not __package__:
     # Started as a file, `python -S <root>/jobs/run.py ...`: -S skips site (and the .pth
@@ -29,7 +34,7 @@ if __name__ == "__main__" and not __package__:
     # or site-packages) then goes on sys.path so that the stdlib-only `jobs` imports resolve.
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from jobs import bayes
+from jobs import inproc
 from jobs import manifest as mf
 from jobs.atomic import write_json_atomic
 
@@ -140,7 +145,7 @@ class _Forwarder:
     """
 
     def __init__(self) -> None:
-        self.child: subprocess.Popen | None = None
+        self.child: Any = None  # the program: a subprocess.Popen or an inproc.ForkedProgram
         self.signum: int | None = None
         for sig in STOP_SIGNALS:
             signal.signal(sig, self._handle)
@@ -178,9 +183,19 @@ def _read_metrics(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return data, None
 
 
+def _popen(argv: list[str], log: Any, env: dict[str, str], cwd: str | None) -> Any:
+    import subprocess  # only here: a program run in a fork of the runner needs none
+
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                            start_new_session=True, cwd=cwd)
+
+
 def run_attempt(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any], attempt: int,
-                forwarder: _Forwarder) -> dict[str, Any]:
-    """Run the program once; return {returncode, metrics, problem, error_tail, runtime_s}."""
+                forwarder: _Forwarder, fork_python: bool = False) -> dict[str, Any]:
+    """Run the program once; return {returncode, metrics, problem, error_tail, runtime_s}.
+
+    With `fork_python` (this process is the runner, not a host such as submitit's worker), a
+    Python program run by this interpreter starts in a fork of the runner (jobs.inproc)."""
     tdir = mf.trial_dir(sweep_dir, trial["id"])
     (tdir / mf.CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     metrics_file = tdir / mf.METRICS
@@ -189,6 +204,9 @@ def run_attempt(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any]
     log_path = tdir / LOG
     argv = trial_argv(sweep_dir, manifest, trial)
     workdir = manifest.get("workdir")
+    cwd = workdir if workdir and os.path.isdir(workdir) else None
+    env = trial_env(sweep_dir, trial, attempt)
+    forked = inproc.program(argv, cwd) if fork_python else None
     with open(log_path, "ab") as log:
         start_offset = log.tell()
         log.write(f"=== attempt {attempt} job {slurm_task_id() or 'local'} node {os.uname().nodename} "
@@ -196,9 +214,10 @@ def run_attempt(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any]
         log.flush()
         started = time.monotonic()
         try:
-            child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     env=trial_env(sweep_dir, trial, attempt), start_new_session=True,
-                                     cwd=workdir if workdir and os.path.isdir(workdir) else None)
+            if forked is not None:
+                child = inproc.start(forked, log_fd=log.fileno(), env=env, cwd=cwd)
+            else:
+                child = _popen(argv, log, env, cwd)
         except OSError as exc:
             log.write(f"cannot start {argv[0]!r}: {exc}\n".encode())
             return {"returncode": 127, "metrics": None, "problem": f"cannot start {argv[0]!r}: {exc}",
@@ -206,12 +225,7 @@ def run_attempt(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any]
         forwarder.child = child
         if forwarder.signum is not None:  # a signal that came before the program existed
             os.killpg(child.pid, forwarder.signum)
-        while True:
-            try:
-                returncode = child.wait()
-                break
-            except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for clarity
-                continue
+        returncode = child.wait()  # PEP 475: a forwarded signal does not interrupt the wait
         forwarder.child = None
         runtime = time.monotonic() - started
         log.write(f"=== exit {returncode} after {runtime:.1f}s ===\n".encode())
@@ -301,13 +315,15 @@ def _tell(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any], stat
     # Before the result is written: a task killed in between reruns and asks afresh, instead
     # of leaving a finished trial that the study believes is still running. A broken journal
     # must not cost the trial its result, so a failure here is only logged.
+    from jobs import bayes
+
     try:
         bayes.tell(sweep_dir, manifest, trial, status, bayes.metric_value(manifest, results))
     except Exception as exc:  # noqa: BLE001 - logged, the result is what matters
         _say(f"could not tell the Optuna study about trial {trial['id']}: {exc!r}")
 
 
-def run_trial(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any]) -> int:
+def run_trial(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any], *, fork_python: bool = False) -> int:
     existing = read_result(sweep_dir, trial["id"])
     if existing and existing.get("status") in FINISHED_STATUSES:
         _say(f"trial {trial['id']} already has a {existing['status']} result: nothing to do")
@@ -315,7 +331,9 @@ def run_trial(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any]) 
     tdir = mf.trial_dir(sweep_dir, trial["id"])
     tdir.mkdir(parents=True, exist_ok=True)
     link_slurm_log(sweep_dir, tdir)
-    if bayes.uses_study(manifest):
+    if mf.uses_study(manifest):
+        from jobs import bayes
+
         full_site()  # Optuna lives in site-packages
         # Bayes trials get their params now (a requeued task gets its own back); pruned sweeps
         # register the trial so that its reports reach the pruner.
@@ -328,7 +346,7 @@ def run_trial(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any]) 
     # locally this loop is the retry.
     attempt = int(os.environ.get("SLURM_RESTART_COUNT") or 0) if slurm else 0
     while True:
-        outcome = run_attempt(sweep_dir, manifest, trial, attempt, forwarder)
+        outcome = run_attempt(sweep_dir, manifest, trial, attempt, forwarder, fork_python)
         status, error, results = classify(outcome)
         if forwarder.signum is not None and status not in FINISHED_STATUSES:
             name = signal.Signals(forwarder.signum).name
@@ -345,7 +363,7 @@ def run_trial(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any]) 
             else:
                 attempt += 1
                 continue
-        if bayes.uses_study(manifest):
+        if mf.uses_study(manifest):
             _tell(sweep_dir, manifest, trial, status, results)
         result = build_result(manifest, trial, status, error, results, outcome["runtime_s"], attempt)
         write_json_atomic(mf.result_path(sweep_dir, trial["id"]), result, indent=1)
@@ -378,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep_dir = sweep_dir.absolute()
     manifest = mf.read_manifest(sweep_dir)
     trial = find_trial(manifest, offset + task_id)
-    return run_trial(sweep_dir, manifest, trial)
+    return run_trial(sweep_dir, manifest, trial, fork_python=True)  # this process is the runner
 
 
 # Exit the ordinary way when one of these is loaded: a study's journal and log handlers need

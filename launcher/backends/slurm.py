@@ -73,9 +73,21 @@ def resource_lines(profile: ClusterProfile) -> str:
     return "\n".join(lines) if lines else "# (no resources requested: the cluster's defaults)"
 
 
-# The task runner as a file: `python -S <runner>` skips site-packages (most of an interpreter's
-# start-up, paid once per array task); the runner puts its own package root on sys.path.
-RUNNER = str(Path(__file__).resolve().parents[2] / "jobs" / "run.py")
+# The task runner's entry file: `python -S <runner>` skips site-packages (most of an interpreter's
+# start-up, paid once per array task); it puts its own package root on sys.path.
+RUNNER = str(Path(__file__).resolve().parents[2] / "jobs" / "start.py")
+
+
+def compile_runner() -> None:
+    """Write the bytecode of the stdlib-only `jobs` package once per launch, so that no array task
+    compiles it (about 10 ms of CPU per task where PYTHONDONTWRITEBYTECODE is set, or where the
+    first tasks start together). A read-only install is left as it is."""
+    import compileall
+
+    try:
+        compileall.compile_dir(Path(RUNNER).parent, maxlevels=0, quiet=2)
+    except OSError:
+        pass
 
 
 def render_script(*, sweep_name: str, sweep_dir: str, workdir: str, stage: int, offset: int,
@@ -131,6 +143,7 @@ def submit(sweep_dir: str, manifest: dict[str, Any], arrays: list[PlannedArray],
     if sbatch is None:
         from jobs.slurm import sbatch
     (Path(sweep_dir) / LOGS).mkdir(exist_ok=True)
+    compile_runner()
     job_ids: list[str] = []
     records = manifest.setdefault("submissions", [])
     for array in arrays:

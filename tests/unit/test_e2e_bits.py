@@ -132,7 +132,7 @@ def test_now_iso_format():
 
 
 def test_runner_started_as_a_file_without_site(tmp_path):
-    # What a template may run to skip `site`: `python -S <root>/jobs/run.py SWEEP TASK`.
+    # What a template may run to skip `site`: `python -S <root>/jobs/start.py SWEEP TASK`.
     prog = tmp_path / "prog.py"
     prog.write_text("import json, os, sys\n"
                     "json.dump({'x': sys.argv[1]}, open(os.environ['SWEEP_RESULT_FILE'], 'w'))\n")
@@ -141,7 +141,7 @@ def test_runner_started_as_a_file_without_site(tmp_path):
                                        cluster=None, workdir=str(tmp_path))
     sweep = sweepdir.create(tmp_path / "sweep", manifest, "name: s\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SWEEP_", "PYTHONPATH"))}
-    done = subprocess.run([PY, "-S", str(ROOT / "jobs" / "run.py"), str(sweep), "0"], env=env,
+    done = subprocess.run([PY, "-S", str(ROOT / "jobs" / "start.py"), str(sweep), "0"], env=env,
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     result = json.loads(mf.result_path(sweep, "t0").read_text())

@@ -82,9 +82,9 @@ def test_pruner_settings_follow_wandb_hyperband():
     assert isinstance(osp.make_pruner(osp.pruner_settings({})), optuna.pruners.NopPruner)
     assert isinstance(osp.make_pruner(osp.pruner_settings({"pruner": {"kind": "asha"}})),
                       optuna.pruners.SuccessiveHalvingPruner)
-    assert bayes.uses_study({"method": "random", "pruner": {"kind": "median"}})
-    assert not bayes.uses_study({"method": "random", "pruner": {"kind": "none"}})
-    assert bayes.uses_study({"method": "bayes"})
+    assert mf.uses_study({"method": "random", "pruner": {"kind": "median"}})
+    assert not mf.uses_study({"method": "random", "pruner": {"kind": "none"}})
+    assert mf.uses_study({"method": "bayes"})
 
 
 def test_gpu_hours_saved():

@@ -22,7 +22,7 @@ def golden_script() -> str:
     return backend.render_script(sweep_name="feudal grid!", sweep_dir="/scratch/u/sweeps/feudal_grid",
                                  workdir="/home/u/project", stage=1, offset=1000, indices=list(range(1000, 1010)),
                                  profile=load_profile("mila"), python="/opt/venv/bin/python",
-                                 runner="/opt/venv/lib/python3.11/site-packages/jobs/run.py")
+                                 runner="/opt/venv/lib/python3.11/site-packages/jobs/start.py")
 
 
 def test_script_matches_golden_file():
@@ -43,7 +43,7 @@ def test_script_is_valid_bash_and_renders_profile():
     assert "#SBATCH --gres=gpu:1" in text and "#SBATCH --partition=long" in text
     assert "module load" in text and "$SLURM_TMPDIR" in text          # profile lines verbatim
     assert "#SBATCH --job-name=feudal_grid-s1" in text                # sanitised name
-    assert text.rstrip().endswith('-S /opt/venv/lib/python3.11/site-packages/jobs/run.py '
+    assert text.rstrip().endswith('-S /opt/venv/lib/python3.11/site-packages/jobs/start.py '
                                   '/scratch/u/sweeps/feudal_grid "$SLURM_ARRAY_TASK_ID" --offset 1000')
 
 
@@ -59,11 +59,11 @@ def test_hostile_values_are_quoted_and_arrive_intact(tmp_path):
     profile = with_resources(profile, {"time": "1:00 $(touch " + str(pwned) + ")"})
     text = backend.render_script(sweep_name="x`touch pwned`", sweep_dir=sweep_dir, workdir=str(tmp_path),
                                  stage=0, offset=7, indices=[7], profile=profile, python=str(fake_python),
-                                 runner="/opt/jobs/run.py")
+                                 runner="/opt/jobs/start.py")
     env = dict(os.environ, SLURM_ARRAY_TASK_ID="0")
     subprocess.run(["bash", "-c", text], env=env, check=True, cwd=tmp_path)
     assert not pwned.exists()
-    assert record.read_text().split("\n") == ["-S", "/opt/jobs/run.py", sweep_dir, "0", "--offset", "7"]
+    assert record.read_text().split("\n") == ["-S", "/opt/jobs/start.py", sweep_dir, "0", "--offset", "7"]
     assert "--time='1:00 $(touch" in text
 
 
