@@ -108,7 +108,10 @@ def gpu_name() -> str | None:
     return None
 
 
-def trial_argv(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any]) -> list[str]:
+def trial_argv(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any], *,
+               write_json_file: bool = True) -> list[str]:
+    """The argv of the trial's program; `${args_json_file}` is written into its trial directory
+    (a dry run passes write_json_file=False and only shows the path)."""
     from jobs.argv import render_argv, resolve_python
 
     overrides = dict(trial.get("overrides", {}))
@@ -117,7 +120,9 @@ def trial_argv(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any])
         # Progressive stage: start from this trial's own previous stage.
         key = manifest.get("checkpoint_key") or "checkpoint_path"
         overrides.setdefault(key, str(mf.trial_dir(sweep_dir, parent) / mf.CHECKPOINTS))
-    return resolve_python(render_argv(list(manifest["command"]), overrides))
+    return resolve_python(render_argv(list(manifest["command"]), overrides,
+                                      json_file_dir=mf.trial_dir(sweep_dir, trial["id"]),
+                                      write_json_file=write_json_file))
 
 
 def trial_env(sweep_dir: Path, trial: dict[str, Any], attempt: int) -> dict[str, str]:

@@ -202,7 +202,8 @@ def trial_argv(trial: Trial, command: list[str], sweep_dir: Path, checkpoint_key
     """The argv the task runner will run for this trial (the runner's own function)."""
     from jobs.run import trial_argv as runner_argv
 
-    return runner_argv(sweep_dir, {"command": command, "checkpoint_key": checkpoint_key}, trial.to_dict())
+    return runner_argv(sweep_dir, {"command": command, "checkpoint_key": checkpoint_key}, trial.to_dict(),
+                       write_json_file=False)
 
 
 def dry_run_document(spec: SweepSpec, trials: list[Trial], arrays: list[PlannedArray], sweep_dir: Path,

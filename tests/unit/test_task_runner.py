@@ -165,3 +165,21 @@ def test_runtime_outside_a_sweep_is_harmless(tmp_path, monkeypatch):
     assert runtime.context().job_id == "12_3"
     with pytest.raises(ValueError):
         runtime.write_metrics({}, status="failed")
+
+
+def test_args_json_file_lands_in_the_trial_directory(tmp_path):
+    # W&B's ${args_json_file}: the runner writes the overrides next to the trial, not into /tmp.
+    script = tmp_path / "prog.py"
+    script.write_text("import json, os, sys\n"
+                      "args = json.load(open(sys.argv[1]))\n"
+                      "json.dump({'path': sys.argv[1], 'args': args}, open(os.environ['SWEEP_RESULT_FILE'], 'w'))\n")
+    spec = SweepSpec(name="jf", command=(PY, str(script), "${args_json_file}"))
+    trial = Trial(id="t0", index=0, params={"lr": 0.1}, overrides={"lr": 0.1, "m.d": 2})
+    manifest = sweepdir.build_manifest(spec, [trial], executor="local", cluster=None, workdir=str(tmp_path))
+    sweep = sweepdir.create(tmp_path / "sweep", manifest, "name: jf\n")
+    proc = run_task(sweep, 0)
+    assert proc.returncode == 0, proc.stderr
+    r = result(sweep)
+    assert r["status"] == "completed", r
+    assert Path(r["results"]["path"]).parent == mf.trial_dir(sweep, "t0")
+    assert r["results"]["args"] == {"lr": 0.1, "m": {"d": 2}}
