@@ -35,7 +35,7 @@ from jobs import runtime
 from jobs.atomic import write_text_atomic
 from jobs.errors import UserError
 from jobs.manifest import read_manifest
-from train import checkpoint
+from train import checkpoint, compile_cache
 from train.data.dataset import PuzzleDataset
 from train.metrics import RunLogger, finite_or_none, write_run_metrics
 from train.model import ACTLossHead, CastedSparseEmbeddingSignSGD, HRMACT, HRMConfig
@@ -187,11 +187,14 @@ def train_step(model: torch.nn.Module, carry: Any, batch: dict[str, torch.Tensor
             if p.grad is not None:
                 dist.all_reduce(p.grad)
     keys = sorted(metrics)
+    # new_full fills on the device; torch.tensor(f, device=cuda) would be a blocking copy (a sync).
     values = torch.stack([metrics[k].detach().float() for k in keys] + [loss.detach().float()]
-                         + [torch.tensor(f, device=loss.device) for f in flags])
+                         + [loss.new_full((), f, dtype=torch.float32) for f in flags])
     if world_size > 1:
         dist.all_reduce(values)
-    values = values.cpu().tolist()  # the one host sync per step
+    # The one host sync per step: the finite check must precede the optimizer step. (The sparse
+    # embedding optimizer's unique() is another on CUDA.)
+    values = values.cpu().tolist()
     sums = dict(zip(keys + ["loss"], values[:len(keys) + 1]))
     if all_finite(sums):
         for optimizer, lr in zip(optimizers, lrs):
@@ -212,23 +215,23 @@ def means(sums: dict[str, float], prefix: str, global_batch_size: int) -> dict[s
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, raw_model: ACTLossHead, data: PuzzleDataset, device: torch.device,
              world_size: int) -> dict[str, float]:
-    """The whole test split, each batch run through ACT until every row halts (eval never halts
-    early, so that is halt_max_steps). Metrics are summed over batches and ranks, then divided
-    by the number of sequences. Losses are those of the final ACT step (the answer), not their sum
-    over the steps, so eval/lm_loss compares with train/lm_loss."""
+    """The whole test split, each batch run through halt_max_steps ACT steps: eval never halts
+    early, so every row halts on the last one, and no step has to ask the GPU whether all rows
+    have (a host sync per step). Metrics are summed over batches and ranks, then divided by the
+    number of sequences. Losses are those of the final ACT step (the answer), not their sum over
+    the steps, so eval/lm_loss compares with train/lm_loss."""
     model.eval()
+    act_steps = raw_model.model.config.halt_max_steps
     totals: dict[str, torch.Tensor] = {}
     for _set_name, batch, _ in data:
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         carry = raw_model.initial_carry(batch)
         counted: dict[str, torch.Tensor] = {}
-        while True:
-            carry, _, metrics, _, all_finished = model(carry=carry, batch=batch, return_keys=())
+        for _ in range(act_steps):
+            carry, _, metrics, _, _ = model(carry=carry, batch=batch, return_keys=())
             for k, v in metrics.items():
                 # Halting metrics count each sequence once, on the step it halts: add them up.
                 counted[k] = v.detach().float() if k.endswith("loss") else counted.get(k, 0) + v.detach().float()
-            if all_finished:
-                break
         for k, v in counted.items():
             totals[k] = totals.get(k, 0) + v
     model.train()
@@ -267,6 +270,7 @@ def train(hydra_cfg: DictConfig) -> int:
     # --- distributed setup and where things go
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(cfg["device"], local_rank)
+    use_compile = compile_cache.wanted(cfg["compile"], device.type)
     rank, world_size = setup_distributed(device)
     master = rank == 0
     gbs = cfg["global_batch_size"]
@@ -274,6 +278,8 @@ def train(hydra_cfg: DictConfig) -> int:
         raise UserError(f"{gbs} does not split over {world_size} ranks", key="global_batch_size",
                         fix="use a multiple of the number of ranks")
     ctx = runtime.context()
+    # Before torch._dynamo is imported (building an optimizer imports it): it reads the cache directory.
+    cache_dir = compile_cache.configure(ctx) if use_compile else None
     run_dir = Path(cfg["run_dir"])
     if world_size > 1:  # the default run_dir holds a timestamp: take rank 0's, so all ranks agree
         shared = [str(run_dir)]
@@ -341,9 +347,12 @@ def train(hydra_cfg: DictConfig) -> int:
         if master:
             print(f"[train] started from {cfg['checkpoint_path']} (its step {parent_step}); optimizer fresh")
 
-    # Compile after loading (state_dict keys stay those of the plain module). CPU runs eager.
+    # Compile after loading (state_dict keys stay those of the plain module). Inside a sweep the
+    # compiled code is cached in the sweep directory: one task compiles, later ones load it.
     model: torch.nn.Module = raw_model
-    if device.type == "cuda" and not os.environ.get("DISABLE_COMPILE"):
+    if use_compile:
+        if master and cache_dir:
+            print(f"[train] torch.compile cache: {cache_dir}")
         model = torch.compile(raw_model, dynamic=False)  # type: ignore[assignment]
 
     pruning_metric = sweep_metric(ctx.sweep_dir) if ctx.in_sweep else ""
@@ -416,6 +425,7 @@ def train(hydra_cfg: DictConfig) -> int:
     last_save = tick = time.monotonic()
     tick_step, started = step, time.time()
     period_s = 60.0 * float(cfg["checkpoint_every_minutes"] or 0)
+    compiling = use_compile  # the first step of this process pays torch.compile's warm-up
     raw_model.train()
     while iters_done < total_iters and step < total_steps:
         # A checkpoint taken right after an iteration's last batch has the data already at the
@@ -431,6 +441,10 @@ def train(hydra_cfg: DictConfig) -> int:
                 due = period_s > 0 and time.monotonic() - last_save >= period_s
                 carry, sums, (stop_flag, due_flag) = train_step(model, carry, batch, optimizers, lrs, gbs,
                                                                 world_size, [float(stop.requested), float(due)])
+                if compiling and master:
+                    print(f"[train] first step with torch.compile took {time.monotonic() - tick:.1f} s "
+                          f"({compile_cache.describe(compile_cache.cache_stats())})", flush=True)
+                compiling = False
                 last_train = {**means(sums, "train", gbs), "train/lr": lrs[-1]}
 
                 if not all_finite(sums):

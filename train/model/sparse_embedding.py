@@ -92,11 +92,17 @@ def _signsgd_rows(local_grad: torch.Tensor, local_ids: torch.Tensor, table: torc
         dist.all_gather_into_tensor(grads, local_grad)
         dist.all_gather_into_tensor(ids, local_ids)
 
-    # The same puzzle may appear several times in a batch: sum its gradients first.
-    unique_ids, inverse = ids.unique(return_inverse=True)
-    summed = torch.zeros((unique_ids.shape[0], grads.shape[1]), dtype=grads.dtype, device=grads.device)
-    summed.index_add_(0, inverse, grads)
+    # The same puzzle may appear several times in a batch: sum its gradients first. Not with
+    # unique(), whose output size depends on the data (a host sync on CUDA): sort the ids, number
+    # the runs of equal ids, and add every row into its run's slot (at most len(ids) slots).
+    sorted_ids, order = ids.sort()
+    new_run = torch.ones_like(sorted_ids, dtype=torch.bool)
+    new_run[1:] = sorted_ids[1:] != sorted_ids[:-1]
+    inverse = torch.empty_like(order)
+    inverse[order] = new_run.cumsum(0) - 1
+    summed = torch.zeros_like(grads).index_add_(0, inverse, grads)[inverse]  # each row: its id's sum
 
-    rows = table[unique_ids]
+    # Rows of one id compute the same new value from the same old row, so their writes agree.
+    rows = table[ids]
     rows.mul_(1.0 - lr * weight_decay).add_(torch.sign(summed), alpha=-lr)
-    table[unique_ids] = rows
+    table[ids] = rows
