@@ -36,10 +36,11 @@ if __name__ == "__main__" and not __package__:
 
 from jobs import inproc
 from jobs import manifest as mf
-from jobs.atomic import write_json_atomic
+from jobs.atomic import write_json_atomic, write_text_atomic
 
 RESULT_SCHEMA = 1
 DEFAULT_MAX_ATTEMPTS = 3
+FAILURES = "failures"  # in the trial directory: failed attempts so far (preemptions not counted)
 # A result with one of these statuses is final: rerunning the task is a no-op.
 FINISHED_STATUSES = ("completed", "diverged", "pruned")
 RESERVED_KEYS = ("status", "error")
@@ -328,6 +329,19 @@ def _tell(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any], stat
         _say(f"could not tell the Optuna study about trial {trial['id']}: {exc!r}")
 
 
+def read_failures(tdir: Path) -> int:
+    """Failed attempts of this trial so far (trials/<id>/failures)."""
+    try:
+        return int((tdir / FAILURES).read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def record_failure(tdir: Path, failures: int) -> int:
+    write_text_atomic(tdir / FAILURES, f"{failures}\n")
+    return failures
+
+
 def run_trial(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any], *, fork_python: bool = False) -> int:
     existing = read_result(sweep_dir, trial["id"])
     if existing and existing.get("status") in FINISHED_STATUSES:
@@ -347,9 +361,11 @@ def run_trial(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any], 
     max_attempts = int(manifest.get("max_attempts") or DEFAULT_MAX_ATTEMPTS)
     forwarder = _Forwarder()
     slurm = under_slurm()
-    # Under Slurm every attempt is a new start of this task (SLURM_RESTART_COUNT counts them);
-    # locally this loop is the retry.
+    # Under Slurm every attempt is a new start of this task (SLURM_RESTART_COUNT counts them,
+    # preemptions and node failures included); locally this loop is the retry. The failure
+    # budget counts failed attempts only, in the trial directory: a preemption costs none.
     attempt = int(os.environ.get("SLURM_RESTART_COUNT") or 0) if slurm else 0
+    failures = read_failures(tdir)
     while True:
         outcome = run_attempt(sweep_dir, manifest, trial, attempt, forwarder, fork_python)
         status, error, results = classify(outcome)
@@ -360,8 +376,8 @@ def run_trial(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any], 
                 _say(f"requeued {slurm_task_id()}")
                 return 0
             status, error = "preempted", f"stopped by {name}; not requeued\n{outcome['error_tail']}"
-        elif status == "failed" and attempt + 1 < max_attempts:
-            _say(f"trial {trial['id']} failed on attempt {attempt} of {max_attempts}")
+        elif status == "failed" and record_failure(tdir, failures := failures + 1) < max_attempts:
+            _say(f"trial {trial['id']} failed on attempt {attempt} (failure {failures} of {max_attempts} allowed)")
             if slurm:
                 if requeue_self():
                     return 0

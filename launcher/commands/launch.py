@@ -64,7 +64,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--dir", type=Path, help="sweep directory (default: $SCRATCH/sweeps/<name> or ./sweeps/<name>)")
     p.add_argument("--max-parallel", type=int, metavar="N", help="trials running at once (the array's %%N)")
     p.add_argument("--max-attempts", type=int, default=3, metavar="N",
-                   help="runs of a failing trial before it is recorded as failed (default 3)")
+                   help="failed runs of a trial before it is recorded as failed (default 3; preemptions do not count)")
     p.add_argument("--dry-run", action="store_true", help="print trials and submissions; write nothing")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--detach", action="store_true", help="local executor: return at once, trials keep running (slurm/submitit never wait)")

@@ -85,6 +85,20 @@ def test_failing_program_is_failed_with_the_log_tail(tmp_path):
     assert r["job"]["attempt"] == 1                                  # retried once, then recorded
     log = (sweep / "trials" / "t0" / "trial.log").read_text()
     assert log.count("=== attempt") == 2 and "loading data" in log
+    assert (sweep / "trials" / "t0" / "failures").read_text() == "2\n"
+
+
+def test_failure_budget_counts_failed_attempts_only_across_starts(tmp_path):
+    # Under Slurm each attempt is a new start of the task and SLURM_RESTART_COUNT also counts
+    # preemptions: the budget is the failures recorded in the trial directory instead.
+    sweep = make_sweep(tmp_path, "raise SystemExit(1)\n", max_attempts=3)
+    tdir = sweep / "trials" / "t0"
+    tdir.mkdir(parents=True)
+    (tdir / "failures").write_text("2\n")            # two earlier starts failed
+    assert run_task(sweep, 0).returncode == 1
+    assert (tdir / "trial.log").read_text().count("=== attempt") == 1   # the third failure ends it
+    assert (tdir / "failures").read_text() == "3\n"
+    assert result(sweep)["status"] == "failed"
 
 
 def test_exit_zero_without_metrics_is_failed(tmp_path):
