@@ -16,33 +16,35 @@ Nothing valid is dropped and nothing raises on a bad file: corrupt, truncated, e
 unreadable or foreign JSON is listed in `Collection.skipped` with the reason, for the
 caller to name in one warning. NaN and +-Infinity (JSON tokens or strings) load as floats.
 
-Speed (bench/collect.py: 100k files): directories are listed with
-os.scandir (no per-file stat), files are parsed in a process pool, rows are built straight
-into columns and the DataFrame is constructed once.
+Speed (bench/collect.py: 100k files): directories are listed with os.scandir (no per-file
+stat); files are parsed in chunks by a process pool that starts as soon as the first chunk
+is listed, so listing the next sweep overlaps parsing this one; each chunk's rows are built
+straight into typed columns (results.parse), and the chunks' frames are concatenated once.
 """
 from __future__ import annotations
 
 import glob
-import math
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable
 
 import pandas as pd
 
 from jobs.errors import UserError
-from results.parse import column_order, fix_types, parse_chunk
+from results.parse import column_order, fix_types, no_gc, parse_chunk
 
 RESULT = "result.json"
 TRIALS = "trials"
 # Directories never worth descending into when hunting for sweeps in a scratch space.
 _SKIP_DIRS = frozenset({"checkpoints", "reports", "wandb", "__pycache__", "node_modules"})
 _MAX_DEPTH = 5
-# Below this many files a process pool costs more than it saves.
-_POOL_MIN_FILES = 4000
+# Files per parsing task. Big enough that a task's fixed cost (a frame, a pickle) is noise;
+# small enough that the pool starts early and the workers finish together. A collection
+# under one chunk is parsed in this process: there a pool costs more than it saves.
+_CHUNK_FILES = 8192
 
 
 @dataclass(frozen=True)
@@ -61,11 +63,20 @@ class Collection:
 
 # --- discovery ---------------------------------------------------------------------------
 
+Item = tuple[str, "str | None"]        # (result file path, sweep name to use when the file has none)
+
+
 @dataclass
 class _Found:
-    files: list[tuple[str, str | None]] = field(default_factory=list)   # (path, default sweep name)
+    files: list[Item] = field(default_factory=list)
     sweeps: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    on_files: Callable[[list[Item]], None] | None = None    # told of files as they are found
+
+    def add(self, files: list[Item]) -> None:
+        self.files.extend(files)
+        if self.on_files is not None:
+            self.on_files(files)
 
 
 def _has_glob(text: str) -> bool:
@@ -99,7 +110,7 @@ def _add_sweep(found: _Found, sweep_dir: str) -> None:
         found.skipped.append(Skipped(trials, f"unreadable directory ({exc.strerror or exc})"))
         return
     prefix = os.path.join(trials, "")    # plain concatenation below: 100k os.path.join calls show
-    found.files.extend((f"{prefix}{n}{os.sep}{RESULT}", name) for n in names)
+    found.add([(f"{prefix}{n}{os.sep}{RESULT}", name) for n in names])
 
 
 def _loose_name(path: str) -> str:
@@ -123,7 +134,7 @@ def _walk(found: _Found, directory: str, depth: int) -> None:
         return
     if depth > 0 and os.path.isfile(os.path.join(directory, RESULT)):
         path = os.path.join(directory, RESULT)
-        found.files.append((path, _loose_name(path)))
+        found.add([(path, _loose_name(path))])
         return
     try:
         with os.scandir(directory) as it:
@@ -142,39 +153,70 @@ def _walk(found: _Found, directory: str, depth: int) -> None:
             if depth < _MAX_DEPTH and entry.name not in _SKIP_DIRS:
                 _walk(found, entry.path, depth + 1)
         elif depth == 0 and entry.name.endswith(".json"):
-            found.files.append((entry.path, _loose_name(entry.path)))
+            found.add([(entry.path, _loose_name(entry.path))])
 
 
-def discover(inputs: Iterable[str]) -> _Found:
+def discover(inputs: Iterable[str], on_files: Callable[[list[Item]], None] | None = None) -> _Found:
     """Result files under `inputs` (sweep dirs, globs, scratch spaces, JSON files)."""
-    found = _Found()
+    found = _Found(on_files=on_files)
     for path in _expand_inputs(inputs):
         if os.path.isdir(path):
             _walk(found, path, 0)
         else:
-            found.files.append((path, _loose_name(path)))
+            found.add([(path, _loose_name(path))])
     return found
 
 
-Item = tuple[str, "str | None"]        # (result file path, sweep name to use when the file has none)
+# --- parsing -----------------------------------------------------------------------------
+
+# No processes to be had (a daemon process, a ulimit, a worker killed for memory): slower in
+# one process is still correct.
+_POOL_ERRORS = (OSError, BrokenProcessPool, AssertionError, RuntimeError)
 
 
-def _parse_all(items: list[Item], workers: int | None) -> list[tuple]:
-    if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if workers <= 1 or len(items) < _POOL_MIN_FILES:
-        return [parse_chunk(items)]
-    # A few chunks per worker balance the load; fork keeps start-up in milliseconds.
-    size = math.ceil(len(items) / (workers * 2))
-    chunks = [items[i:i + size] for i in range(0, len(items), size)]
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as pool:
-            return list(pool.map(parse_chunk, chunks))
-    except (OSError, BrokenProcessPool, AssertionError):
-        # No processes to be had (a daemon process, a ulimit, a worker killed for memory):
-        # slower in one process is still correct.
-        return [parse_chunk(items)]
+class _Parser:
+    """Parses files in chunks while discovery is still listing: each full chunk goes to a
+    process pool (forked at the first one: milliseconds); the rest is parsed here at the end."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pending: list[Item] = []
+        self.chunks: list[list[Item]] = []
+        self.futures: list[Future] = []      # one per chunk, until the pool fails
+        self.pool: ProcessPoolExecutor | None = None
+        self.broken = False
+
+    def add(self, files: list[Item]) -> None:
+        self.pending += files
+        while self.workers > 1 and len(self.pending) >= _CHUNK_FILES:
+            chunk, self.pending = self.pending[:_CHUNK_FILES], self.pending[_CHUNK_FILES:]
+            self.chunks.append(chunk)
+            if not self.broken:
+                try:
+                    if self.pool is None:
+                        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
+                        self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method))
+                    self.futures.append(self.pool.submit(parse_chunk, chunk))
+                except _POOL_ERRORS:
+                    self.broken = True
+
+    def results(self) -> list[tuple]:
+        """Every chunk's (frame, bad files, files read), in discovery order."""
+        tail = [parse_chunk(self.pending)] if self.pending else []   # while the pool works
+        parts = []
+        for i, chunk in enumerate(self.chunks):
+            part = None
+            if i < len(self.futures):
+                try:
+                    part = self.futures[i].result()
+                except _POOL_ERRORS:
+                    pass
+            parts.append(part if part is not None else parse_chunk(chunk))
+        return parts + tail
+
+    def close(self, wait: bool = True) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=wait, cancel_futures=True)
 
 
 def _merge(parts: list[tuple]) -> pd.DataFrame:
@@ -182,19 +224,30 @@ def _merge(parts: list[tuple]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame()
     merged = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, sort=False)
-    merged = merged[column_order(list(merged.columns))]
-    # Chunks that disagreed on a column's type (drift, or all-missing in one chunk) concatenate
-    # to object: infer again so the pooled frame equals the one-process frame.
-    return fix_types(merged) if len(frames) > 1 else merged
+    order = column_order(list(merged.columns))
+    if list(merged.columns) != order:       # chunks with different columns (a copy otherwise spared)
+        merged = merged[order]
+    # Types are settled here, on every row at once, so that a column's type does not depend
+    # on how the files were chunked (a column mixing numbers and text may still show a chunk
+    # boundary in its cells: NaN where one process keeps None, 3.0 where it keeps 3).
+    return fix_types(merged)
 
 
 def collect(inputs: Iterable[str], *, workers: int | None = None) -> Collection:
     """Merge every result file under `inputs` into one DataFrame (see the module docstring)."""
-    found = discover(inputs)
-    parts = _parse_all(found.files, workers)
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    parser = _Parser(workers)
+    try:
+        with no_gc():
+            found = discover(inputs, on_files=parser.add)
+            parts = parser.results()
+        parser.close(wait=False)        # the workers exit while the frames are merged
+        frame = _merge(parts)
+    finally:
+        parser.close()
     skipped = found.skipped + [Skipped(p, why) for _, bad, _ in parts for p, why in bad]
-    return Collection(frame=_merge(parts), skipped=skipped, files=sum(read for _, _, read in parts),
-                      sweeps=found.sweeps)
+    return Collection(frame=frame, skipped=skipped, files=sum(read for _, _, read in parts), sweeps=found.sweeps)
 
 
 def describe_skipped(skipped: list[Skipped], limit: int = 20) -> list[str]:

@@ -1,15 +1,20 @@
 """Result files -> columns -> one DataFrame. The hot loop of `sweep collect`.
 
-Rows are written straight into per-column lists (no intermediate dict per row, prefixed
-names cached), so that 100k files cost little more than reading them. See results.collect
-for the column names; `flatten_record` shows what one file becomes.
+Most files of a sweep share one key layout. Such files are kept as plain rows of values
+(no dict per row, no per-value name lookup), and the types of each row's values as one
+tuple, so that at the end each column is typed without visiting its values again, then
+built with numpy (numbers) or arrow (text) and put in row order. Files that fit no layout
+(nested values, two keys for one column, foreign shapes) are flattened value by value:
+`flatten_record` shows what one file becomes. See results.collect for the column names.
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
-from typing import Any
+from operator import itemgetter
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,6 +23,10 @@ try:  # optional: ~4x faster parsing; it rejects NaN/Infinity tokens, so json is
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
+try:  # pandas' own string dtype is arrow-backed when pyarrow is there: build it directly
+    import pyarrow as _pa
+except ImportError:  # pragma: no cover - depends on the environment
+    _pa = None
 
 # Meta columns, in display order. Everything else follows: job.*, hp.*, results.*, extras, path.
 META = ("sweep", "trial", "trial_id", "stage", "environment", "status", "runtime_s", "error",
@@ -31,29 +40,20 @@ _INT_COLUMNS = ("stage", "trial", "job.attempt")
 _READ_SIZE = 1 << 16
 
 
-
-def loads(data: bytes) -> Any:
-    if _orjson is not None:
-        try:
-            return _orjson.loads(data)
-        except _orjson.JSONDecodeError:
-            pass  # NaN/Infinity tokens, or really corrupt: the stdlib parser decides
-    return json.loads(data)
+_fast_loads = _orjson.loads if _orjson is not None else json.loads
 
 
-def read_bytes(path: str) -> bytes:
-    """The whole file with three syscalls (open() would add fstat, ioctl and buffer objects)."""
-    fd = os.open(path, os.O_RDONLY)
+def _loads_or_why(data: bytes) -> tuple[Any, str | None]:
+    """The document, or why the file is not JSON. For what orjson refuses: NaN and
+    +-Infinity tokens (which Python's json reads as floats), and the really corrupt."""
     try:
-        data = os.read(fd, _READ_SIZE)
-        if len(data) == _READ_SIZE:
-            parts = [data]
-            while chunk := os.read(fd, _READ_SIZE):
-                parts.append(chunk)
-            data = b"".join(parts)
-        return data
-    finally:
-        os.close(fd)
+        return json.loads(data), None
+    except UnicodeDecodeError:
+        return None, "corrupt (not UTF-8 text)"
+    except ValueError as exc:   # json.JSONDecodeError
+        return None, "empty file" if not data.strip() else f"corrupt JSON ({exc})"
+    except RecursionError:
+        return None, "corrupt JSON (nested too deeply)"
 
 
 def _first(obj: dict, keys: tuple[str, ...]) -> str | None:
@@ -63,101 +63,129 @@ def _first(obj: dict, keys: tuple[str, ...]) -> str | None:
     return None
 
 
-class _Plan:
-    """One key layout (the keys of a file, its hyperparameters, results and job, in order).
+def _meta_name(k: str, ekey: str | None) -> str:
+    if k == ekey:
+        return "environment"
+    if k in _META_KEYS:
+        return k
+    return f"extra.{k}" if k in _RESERVED else k
 
-    Most files of a sweep share a layout: their values are kept as plain rows, and turned
-    into columns once at the end (zip, then one numpy scatter per column), instead of paying
-    a name lookup and an append per value.
+
+def _as_cell(v: Any) -> Any:
+    # Lists (a swept layer-size list) become their JSON text: every cell stays a scalar.
+    return json.dumps(v, default=str) if isinstance(v, (list, tuple)) else v
+
+
+class _Plan:
+    """One key layout: the values of a file with this layout, in `names` order, are one row.
+
+    Rows go end to end into one flat list. The value types of each row are looked up in
+    `types` (a few distinct tuples per layout), which tells whether the row can stay as it is,
+    holds lists to turn into text, or nested objects for the slow path; at the end the column
+    types are read off those tuples. (Touching every value again, column by column, costs
+    more than anything else here: the values lie all over memory.)
     """
 
-    __slots__ = ("names", "meta_keys", "with_sweep", "status_value", "rows", "idx")
+    __slots__ = ("names", "meta", "with_sweep", "status_value", "flat", "types", "idx")
 
     def __init__(self, names: list[str], meta_keys: tuple[str, ...], with_sweep: bool,
                  status_value: str | None) -> None:
-        self.names, self.meta_keys = names, meta_keys
+        self.names = names
+        # The other top-level values of a file, as a tuple (itemgetter: one C call).
+        self.meta: Callable[[dict], tuple] = (
+            itemgetter(*meta_keys) if len(meta_keys) > 1 else
+            (lambda obj, k=meta_keys[0]: (obj[k],)) if meta_keys else (lambda obj: ()))
         self.with_sweep, self.status_value = with_sweep, status_value
-        self.rows: list[list] = []
-        self.idx: list[int] = []
+        self.flat: list = []
+        self.types: dict[tuple, int] = {}
+        self.idx: list[int] = []            # the row number of each row
 
 
-_UNSET = object()
-_LISTS = (list, tuple)
+class _Layout:
+    """What a file's top-level keys decide: which keys hold the sections; and the plans
+    of the files with these keys, by the keys of their sections."""
+
+    __slots__ = ("hkey", "rkey", "plans")
+
+    def __init__(self, obj: dict) -> None:
+        self.hkey, self.rkey = _first(obj, HP_KEYS), _first(obj, RESULT_KEYS)
+        self.plans: dict[tuple, _Plan | None] = {}
+
+
+# What a row's value types say: keep it as it is, turn its lists into text, or flatten it.
+_PLAIN, _LISTS, _NESTED = 1, 2, 0
+
+
+def _verdict(types: tuple) -> int:
+    return _NESTED if dict in types else _LISTS if (list in types or tuple in types) else _PLAIN
+
+
+_EMPTY: dict = {}
+_MAX_PLANS = 128
+Piece = tuple[np.ndarray, Sequence, set]     # row numbers, their values, the values' types
 
 
 class Columns:
-    """Row builder: files with a known layout go to a `_Plan`, anything else (nested values,
-    renamed sections, foreign shapes) is flattened value by value into `cols`."""
+    """Row builder: files with a known layout go to a `_Plan`, anything else is flattened
+    value by value into `slow`."""
 
     def __init__(self) -> None:
         self.n = 0                          # rows so far
-        self.cols: dict[str, list] = {}     # slow-path rows only, column-wise
-        self.slow_n = 0
-        self.slow_idx: list[int] = []       # the row number of each slow-path row
-        self._plans: dict[tuple, Any] = {}
+        self.slow: dict[str, tuple[list[int], list]] = {}    # column -> (row numbers, values)
+        self._layouts: dict[tuple, _Layout] = {}
+        self._plans: list[_Plan] = []
 
-    def _put(self, key: str, v: Any) -> None:
-        col = self.cols.get(key)
-        n = self.slow_n
-        if col is None:
-            self.cols[key] = col = [None] * n
-        size = len(col)
-        if size == n:
-            col.append(v)
-        elif size < n:
-            col.extend([None] * (n - size))
-            col.append(v)
-        else:  # the same name twice in one file (a.b nested and "a.b" flat): the last one wins
-            col[n] = v
-
-    def _section(self, d: dict, prefix: str) -> None:
-        for k, v in d.items():
-            if type(v) is dict:
-                self._section(v, f"{prefix}{k}.")
-            else:
-                # Lists (a swept layer-size list) become their JSON text: every cell stays a scalar.
-                self._put(f"{prefix}{k}", json.dumps(v, default=str) if type(v) in _LISTS else v)
-
-    @staticmethod
-    def _meta_name(k: str, ekey: str | None) -> str:
-        if k == ekey:
-            return "environment"
-        if k in _META_KEYS:
-            return k
-        return f"extra.{k}" if k in _RESERVED else k
+    # --- the fast path: two lookups and one list per row ---
 
     def add(self, obj: Any, sweep: str | None) -> str | None:
         """Append one parsed document as a row; returns why it is not a result, else None."""
-        if type(obj) is dict:
-            h, r = obj.get("hyperparameters"), obj.get("results")
-            if type(h) is dict and type(r) is dict:
-                j = obj.get("job")
-                jd = type(j) is dict
-                sig = (tuple(obj), tuple(h), tuple(r), tuple(j) if jd else None, sweep is None)
-                plan = self._plans.get(sig, _UNSET)
-                if plan is _UNSET:
-                    plan = self._plans[sig] = self._make_plan(obj, h, r, j if jd else None, sweep)
+        if type(obj) is not dict:
+            return self._slow(obj, sweep)
+        top = (tuple(obj), sweep is None)
+        layout = self._layouts.get(top)
+        if layout is None:
+            layout = self._layouts[top] = _Layout(obj)
+        hkey, rkey = layout.hkey, layout.rkey
+        h = obj[hkey] if hkey else _EMPTY
+        r = obj[rkey] if rkey else _EMPTY
+        if (hkey or rkey) and type(h) is dict and type(r) is dict:
+            j = obj.get("job")
+            if type(j) is not dict:
+                j = None
+            sections = (tuple(h), tuple(r), tuple(j) if j is not None else None)
+            plan = layout.plans.get(sections, False)
+            if plan is False:
+                # Each layout costs a little at the end; past _MAX_PLANS (keys written in a
+                # random order, say) the slow path is cheaper for the rest.
+                plan = None if len(self._plans) >= _MAX_PLANS else self._make_plan(obj, hkey, rkey, h, r, j, sweep)
+                layout.plans[sections] = plan
                 if plan is not None:
-                    vals = [*h.values(), *r.values(), *(j.values() if jd else ()),
-                            *map(obj.__getitem__, plan.meta_keys)]
-                    types = set(map(type, vals))
-                    if dict not in types:   # nested values need the slow path's flattening
-                        if list in types:
-                            vals = [json.dumps(v, default=str) if type(v) is list else v for v in vals]
-                        if plan.with_sweep:
-                            vals.append(sweep)
-                        plan.rows.append(vals)
-                        plan.idx.append(self.n)
-                        self.n += 1
-                        return None
+                    self._plans.append(plan)
+            if plan is not None:
+                vals = [*h.values(), *r.values(), *(j.values() if j is not None else ()), *plan.meta(obj)]
+                if plan.with_sweep:
+                    vals.append(sweep)
+                types = tuple(map(type, vals))
+                verdict = plan.types.get(types)
+                if verdict is None:
+                    verdict = plan.types[types] = _verdict(types)
+                if verdict != _NESTED:
+                    if verdict == _LISTS:
+                        vals = [_as_cell(v) for v in vals]
+                        plan.types.setdefault(tuple(map(type, vals)), _PLAIN)
+                    plan.flat.extend(vals)
+                    plan.idx.append(self.n)
+                    self.n += 1
+                    return None
         return self._slow(obj, sweep)
 
-    def _make_plan(self, obj: dict, h: dict, r: dict, j: dict | None, sweep: str | None) -> _Plan | None:
+    @staticmethod
+    def _make_plan(obj: dict, hkey: str | None, rkey: str | None, h: dict, r: dict, j: dict | None,
+                   sweep: str | None) -> _Plan | None:
         ekey = _first(obj, ENV_KEYS)
-        meta_keys = tuple(k for k in obj if k not in ("hyperparameters", "results", "schema")
-                          and not (k == "job" and j is not None))
+        meta_keys = tuple(k for k in obj if k not in (hkey, rkey, "schema") and not (k == "job" and j is not None))
         names = ([f"hp.{k}" for k in h] + [f"results.{k}" for k in r] + [f"job.{k}" for k in (j or ())]
-                 + [self._meta_name(k, ekey) for k in meta_keys])
+                 + [_meta_name(k, ekey) for k in meta_keys])
         with_sweep = sweep is not None and "sweep" not in obj
         if with_sweep:
             names.append("sweep")
@@ -165,6 +193,27 @@ class Columns:
         if len(set(names)) != len(names) or (status_value is not None and "status" in names):
             return None   # two keys map to one column: only the slow path handles that
         return _Plan(names, meta_keys, with_sweep, status_value)
+
+    # --- the slow path: any shape, value by value ---
+
+    def _put(self, key: str, v: Any) -> None:
+        # Sparse: (row numbers, values) per column, so that wide drifting files cost what they hold.
+        col = self.slow.get(key)
+        if col is None:
+            self.slow[key] = col = ([], [])
+        rows, values = col
+        if rows and rows[-1] == self.n:   # one name twice in a file (a.b nested, "a.b" flat): the last wins
+            values[-1] = v
+        else:
+            rows.append(self.n)
+            values.append(v)
+
+    def _section(self, d: dict, prefix: str) -> None:
+        for k, v in d.items():
+            if type(v) is dict:
+                self._section(v, f"{prefix}{k}.")
+            else:
+                self._put(f"{prefix}{k}", _as_cell(v))
 
     def _slow(self, obj: Any, sweep: str | None) -> str | None:
         if not isinstance(obj, dict):
@@ -192,109 +241,168 @@ class Columns:
             elif isinstance(v, dict) and k != ekey and k not in _META_KEYS:
                 self._section(v, f"{k}.")
             else:
-                self._put(self._meta_name(k, ekey), json.dumps(v, default=str) if isinstance(v, (dict, list)) else v)
+                self._put(_meta_name(k, ekey), json.dumps(v, default=str) if isinstance(v, (dict, list)) else v)
         if "status" not in obj:
             # Older flat files carry no status: having results is what "completed" meant there.
             self._put("status", "completed" if results else "unknown")
-        self.slow_idx.append(self.n)
-        self.slow_n += 1
         self.n += 1
         return None
 
-    def finish(self) -> tuple[dict[str, list], list[int]]:
-        """Columns holding every row, grouped by layout (plain list concatenation, no per-value
-        work), and the row number of each position, to put them back in file order."""
-        groups: list[tuple[dict[str, Any], int]] = []
-        order: list[int] = []
-        for plan in self._plans.values():
-            if plan is None or not plan.rows:
+    # --- columns -> one DataFrame ---
+
+    def pieces(self) -> dict[str, list[Piece]]:
+        """Each column as pieces (row numbers, values, their types), one per layout that has it."""
+        out: dict[str, list[Piece]] = {}
+        for plan in self._plans:
+            if not plan.idx:
                 continue
-            cols: dict[str, Any] = dict(zip(plan.names, zip(*plan.rows)))
+            idx = np.array(plan.idx, dtype=np.intp)
+            cells = np.fromiter(plan.flat, dtype=object, count=len(plan.flat)).reshape(len(idx), -1)
+            rows = [types for types, verdict in plan.types.items() if verdict == _PLAIN]
+            for j, name in enumerate(plan.names):
+                out.setdefault(name, []).append((idx, cells[:, j], {types[j] for types in rows}))
             if plan.status_value is not None:
-                cols["status"] = [plan.status_value] * len(plan.rows)
-            groups.append((cols, len(plan.rows)))
-            order += plan.idx
-        if self.slow_n:
-            for col in self.cols.values():
-                if len(col) < self.slow_n:
-                    col.extend([None] * (self.slow_n - len(col)))
-            groups.append((self.cols, self.slow_n))
-            order += self.slow_idx
-        names = dict.fromkeys(name for cols, _ in groups for name in cols)
-        out: dict[str, list] = {}
-        for name in names:
-            col: list = []
-            for cols, count in groups:
-                values = cols.get(name)
-                col.extend(values if values is not None else [None] * count)
-            out[name] = col
-        return out, order
+                out.setdefault("status", []).append((idx, [plan.status_value] * len(idx), {str}))
+        for name, (rows, values) in self.slow.items():
+            out.setdefault(name, []).append((np.array(rows, dtype=np.intp), values, set(map(type, values))))
+        return out
+
+    def frame(self, extra: dict[str, list] | None = None) -> pd.DataFrame:
+        """One DataFrame, rows in the order they were added; `extra` columns are already in it.
+        Drifted columns are fixed later, once, by `fix_types` on the merged frame: a chunk
+        does not see the other chunks' values, and a column's type must not depend on chunking."""
+        pieces = self.pieces()
+        everything = np.arange(self.n)
+        for name, values in (extra or {}).items():
+            pieces[name] = [(everything, values, set(map(type, values)))]
+        # In display order already: chunks that agree on their columns concatenate in order.
+        return pd.DataFrame({name: column(self.n, pieces[name]) for name in column_order(pieces)},
+                            index=pd.RangeIndex(self.n))
 
 
 def flatten_record(obj: Any, sweep: str | None = None) -> dict[str, Any] | str:
-    """One parsed JSON document -> its flat row (column -> value), or why it is not a result."""
+    """One parsed JSON document -> its flat row (column -> value), or why it is not a result.
+    (The slow path alone: the reference the fast path is tested against.)"""
     cols = Columns()
-    bad = cols.add(obj, sweep)
-    return bad if bad is not None else {k: v[0] for k, v in cols.finish()[0].items()}
+    bad = cols._slow(obj, sweep)
+    return bad if bad is not None else {k: values[0] for k, (_, values) in cols.slow.items()}
 
 
 def read_result(path: str) -> bytes | str | None:
     """The file's bytes, the reason it cannot be read, or None when it does not exist
-    (a trial that has not finished yet is not a bad file)."""
+    (a trial that has not finished yet is not a bad file). Three syscalls: open() would add
+    fstat, ioctl and buffer objects."""
     try:
-        return read_bytes(path)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = os.read(fd, _READ_SIZE)
+            if len(data) == _READ_SIZE:
+                parts = [data]
+                while chunk := os.read(fd, _READ_SIZE):
+                    parts.append(chunk)
+                data = b"".join(parts)
+            return data
+        finally:
+            os.close(fd)
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
         return f"unreadable ({exc.strerror or exc})"
 
 
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """Millions of small dicts, lists and tuples, none of them cyclic: the cyclic GC would
+    only rescan them (and pandas' own objects) again and again."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
 def parse_chunk(items: list[tuple[str, str | None]]) -> tuple[pd.DataFrame, list[tuple[str, str]], int]:
     """Parse (path, default sweep name) pairs into a DataFrame with a `path` column.
     Also returns the bad files with their reasons, and how many files were read."""
     cols = Columns()
+    add, fast_loads = cols.add, _fast_loads
     paths: list[str] = []
     bad: list[tuple[str, str]] = []
     read = 0
-    # Millions of small dicts and lists, none of them cyclic: the cyclic GC would only rescan them.
-    gc_was_on = gc.isenabled()
-    gc.disable()
-    try:
+    with no_gc():
         for path, sweep in items:
             data = read_result(path)
             if data is None:
                 continue
             read += 1
-            if isinstance(data, str):
+            if type(data) is str:
                 bad.append((path, data))
                 continue
             try:
-                obj = loads(data)
-            except UnicodeDecodeError:
-                bad.append((path, "corrupt (not UTF-8 text)"))
-                continue
-            except ValueError as exc:   # json.JSONDecodeError
-                bad.append((path, "empty file" if not data.strip() else f"corrupt JSON ({exc})"))
-                continue
-            except RecursionError:
-                bad.append((path, "corrupt JSON (nested too deeply)"))
-                continue
-            reason = cols.add(obj, sweep)
+                obj = fast_loads(data)
+            except (ValueError, RecursionError):
+                obj, why = _loads_or_why(data)
+                if why is not None:
+                    bad.append((path, why))
+                    continue
+            reason = add(obj, sweep)
             if reason is not None:
                 bad.append((path, reason))
             else:
                 paths.append(path)
-        columns, order = cols.finish()
-        columns["path"] = [paths[i] for i in order]
         # Built here, in the worker: a DataFrame pickles back ~10x faster than lists of objects.
-        frame = build_frame(columns, order)
-    finally:
-        if gc_was_on:
-            gc.enable()
+        frame = cols.frame({"path": paths})
     return frame, bad, read
 
 
-# --- columns -> one DataFrame ------------------------------------------------------------
+# --- typing ------------------------------------------------------------------------------
+
+_NUMBERS = frozenset({int, float})
+_NONE = type(None)
+_STR = pd.Series(["a"]).dtype       # what pandas makes of text: "str" (arrow or python), or object
+_ARROW_STR = _pa is not None and getattr(_STR, "storage", None) == "pyarrow"
+
+
+def column(n: int, pieces: list[Piece]) -> Any:
+    """n cells from pieces, typed as pandas would type the list of them: numbers and text
+    are built directly (3x faster than pandas' per-value inference), anything else is left
+    to pandas."""
+    kinds: set[type] = set()
+    covered = 0
+    for _, values, types in pieces:
+        kinds |= types
+        covered += len(values)
+    missing = covered < n or _NONE in kinds
+    kinds.discard(_NONE)
+    if kinds and kinds <= _NUMBERS:
+        dtype = np.int64 if kinds == {int} and not missing else np.float64
+        out = np.full(n, np.nan) if missing else np.empty(n, dtype)
+        try:
+            for idx, values, _ in pieces:
+                out[idx] = np.asarray(values).astype(dtype)   # None -> NaN, as pandas would
+            return out
+        except OverflowError:                               # an int beyond 64 bits: pandas keeps it as object
+            pass
+    if kinds == {str} and _ARROW_STR:
+        return pd.Series(_text(n, pieces, covered), dtype=_STR)
+    cells = np.full(n, None, dtype=object)
+    for idx, values, _ in pieces:
+        cells[idx] = values if isinstance(values, np.ndarray) else np.fromiter(values, dtype=object, count=len(values))
+    return cells.tolist()
+
+
+def _text(n: int, pieces: list[Piece], covered: int) -> Any:
+    """An arrow string array: each piece converted as it is, then put in row order by one
+    `take` in arrow (no pass over the Python strings to scatter them)."""
+    arrays = [_pa.array(values, type=_pa.large_string()) for _, values, _ in pieces]
+    if len(arrays) == 1 and covered == n:
+        return arrays[0]        # the row numbers are 0..n-1 in order
+    source = np.full(n, covered, dtype=np.int64)            # rows no piece has: the null appended below
+    source[np.concatenate([idx for idx, _, _ in pieces])] = np.arange(covered)
+    return _pa.concat_arrays([*arrays, _pa.nulls(1, _pa.large_string())]).take(source)
+
 
 def _numeric(values: list) -> list | None:
     """Floats when every non-null cell is a number or numeric text ("nan", "Infinity", "1e-3")."""
@@ -320,33 +428,6 @@ def column_order(columns: set[str] | list[str]) -> list[str]:
     job = sorted(c for c in cols if c.startswith("job.") and c not in _META_KEYS)
     rest = sorted(cols - set(meta) - set(hp) - set(res) - set(job) - {"path"})
     return meta + job + hp + res + rest + (["path"] if "path" in cols else [])
-
-
-_NUMBERS = frozenset({int, float})
-
-
-def _typed(values: list) -> Any:
-    """Numbers straight to a numpy array (3x faster than pandas' per-value inference, and
-    most columns are numbers); anything else is left for pandas to infer."""
-    kinds = set(map(type, values))
-    missing = type(None) in kinds
-    kinds.discard(type(None))
-    if not kinds or not kinds <= _NUMBERS:
-        return values
-    try:
-        if kinds == {int} and not missing:
-            return np.array(values, dtype=np.int64)
-        return np.array(values, dtype=float)      # None -> NaN, as pandas would
-    except OverflowError:                          # an int beyond 64 bits: pandas keeps it as object
-        return values
-
-
-def build_frame(columns: dict[str, list], order: list[int] | None = None) -> pd.DataFrame:
-    """One DataFrame from columns; `order[k]` is the row number of position k (see Columns.finish)."""
-    frame = pd.DataFrame({name: _typed(values) for name, values in columns.items()})
-    if order is not None and any(a > b for a, b in zip(order, order[1:])):
-        frame = frame.take(np.argsort(np.asarray(order), kind="stable")).reset_index(drop=True)
-    return fix_types(frame)
 
 
 def fix_types(frame: pd.DataFrame) -> pd.DataFrame:
@@ -375,6 +456,8 @@ def fix_types(frame: pd.DataFrame) -> pd.DataFrame:
     for name in _INT_COLUMNS:
         if name in frame and frame[name].dtype == float:
             col = frame[name]
-            if col.notna().any() and (col.dropna() % 1 == 0).all():
+            whole = col.dropna()
+            # Beyond int64 (a trial number of 2**70) Int64 refuses: such a column stays float.
+            if len(whole) and ((whole % 1 == 0) & (whole.abs() < 2.0 ** 63)).all():
                 frame[name] = col.astype("Int64")
     return frame

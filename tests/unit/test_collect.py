@@ -59,6 +59,7 @@ def make_space(root) -> dict:
            os.path.join(lr, "empty", "result.json"): "",
            os.path.join(lr, "list", "result.json"): "[1, 2, 3]",
            os.path.join(lr, "wrongtype", "result.json"): '{"results": [0.5], "hyperparameters": {}}',
+           os.path.join(lr, "deep", "result.json"): '{"results": ' + "[" * 100_000,
            os.path.join(lr, "binary", "result.json"): "\udcff\udcfe"}
     for path, text in bad.items():
         if path.endswith(os.path.join("binary", "result.json")):
@@ -176,11 +177,55 @@ def test_inputs_globs_and_missing_paths(space):
         col.collect([os.path.join(root, "nobody*")])
 
 
+def _same_collection(a: col.Collection, b: col.Collection) -> None:
+    pd.testing.assert_frame_equal(a.frame, b.frame)
+    assert a.skipped == b.skipped and a.files == b.files and a.sweeps == b.sweeps
+
+
 def test_pool_gives_the_same_frame_as_one_process(space, monkeypatch):
-    serial = col.collect([space["root"]], workers=1).frame
-    monkeypatch.setattr(col, "_POOL_MIN_FILES", 0)
-    pooled = col.collect([space["root"]], workers=2).frame
-    pd.testing.assert_frame_equal(serial, pooled, check_dtype=False)
+    serial = col.collect([space["root"], space["exp"]], workers=1)
+    # Chunks of 3 files: most go to the pool as they are listed, the last few are parsed here;
+    # each chunk sees different drift, and the merged types must not show it.
+    monkeypatch.setattr(col, "_CHUNK_FILES", 3)
+    _same_collection(serial, col.collect([space["root"], space["exp"]], workers=2))
+
+
+def _collect_in_daemon(root: str, queue) -> None:
+    col._CHUNK_FILES = 3
+    queue.put(col.collect([root], workers=2))
+
+
+def test_no_processes_to_be_had_parses_in_this_process(space):
+    # A daemonic process may not start children (a pool inside a pool, a service's worker):
+    # collect must still return everything.
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_collect_in_daemon, args=(space["root"], queue), daemon=True)
+    proc.start()
+    got = queue.get(timeout=60)
+    proc.join(timeout=60)
+    _same_collection(col.collect([space["root"]], workers=1), got)
+
+
+def test_column_types_match_pandas_inference():
+    # One layout (the fast path) whose values change type from file to file, next to rows that
+    # take the slow path: each column gets the dtype pandas gives the same cells as a list.
+    values = {"ints": [1, 2, 3, 4, 5, 6], "int_float": [1, 2.5, 3, 4, 5, 6.0], "int_none": [1, None, 3, 4, 5, 6],
+              "text_none": ["a", None, "c", "d", "e", "f"], "bools": [True, False, True, True, False, True],
+              "bool_none": [True, None, False, True, True, False], "text_num": ["a", 1, 2.5, "d", "e", "f"],
+              "big": [2 ** 70, 1, 2, 3, 4, 5], "nan": [float("nan"), 1.0, float("inf"), 2.0, 3.0, 4.0]}
+    docs = [{"hyperparameters": {k: v[i] for k, v in values.items()}, "results": {"m": float(i)}} for i in range(6)]
+    docs[3]["hyperparameters"]["nested"] = {"x": 1}          # a new layout
+    docs[4]["results"]["deep"] = {"y": [1, 2]}               # nested: the slow path
+    cols = parse.Columns()
+    for d in docs:
+        assert cols.add(d, "s") is None
+    frame = cols.frame()
+    expected = pd.DataFrame([parse.flatten_record(d, "s") for d in docs])
+    assert sorted(frame.columns) == sorted(expected.columns)
+    pd.testing.assert_frame_equal(frame[list(expected.columns)], expected)
 
 
 def test_fast_path_matches_flatten_record():
@@ -192,7 +237,7 @@ def test_fast_path_matches_flatten_record():
     cols = parse.Columns()
     for d in docs:
         assert cols.add(d, "fallback") is None
-    frame = parse.build_frame(*cols.finish())      # back in file order
+    frame = cols.frame()      # back in file order
     for i, d in enumerate(docs):
         row = parse.flatten_record(d, "fallback")
         for k, v in row.items():
@@ -226,3 +271,35 @@ def test_terminal_table_keeps_identity_hyperparameters_and_a_few_metrics():
     assert len(cols) == 4 + 5
     # Files keep everything.
     assert list(select_columns(frame, None, quiet=False).columns) == list(frame.columns)
+
+
+def test_whole_numbers_beyond_int64_stay_float(tmp_path):
+    # A trial number no int64 holds used to crash the Int64 conversion with a traceback.
+    for i, trial in enumerate((2 ** 70, 1, 2)):
+        _write(str(tmp_path / "s" / "trials" / f"t{i}" / "result.json"),
+               json.dumps({"trial": trial, "stage": i, "hyperparameters": {}, "results": {"m": 1.0}}))
+    frame = col.collect([str(tmp_path / "s")]).frame
+    assert frame["trial"].dtype == float and frame["trial"].tolist() == [2.0 ** 70, 1.0, 2.0]
+    assert frame["stage"].tolist() == [0, 1, 2] and frame["stage"].dtype == "int64"
+
+
+def test_keys_in_any_order_give_the_same_columns():
+    # Files written from hash maps list their keys in any order: every order is a new layout,
+    # and past 128 layouts in a chunk rows go the slow way. Both must give the same cells.
+    import random
+
+    rng = random.Random(0)
+    docs = []
+    for i in range(400):
+        hps = [("lr", 10.0 ** -(i % 5)), ("depth", i % 7), ("gating", i % 2 == 0), ("act", "relu" if i % 3 else None),
+               ("wd", 0.1), ("seed", i)]
+        rng.shuffle(hps)
+        docs.append({"trial_id": f"t{i}", "hyperparameters": dict(hps), "results": {"acc": i / 400},
+                     "status": "completed"})
+    cols = parse.Columns()
+    for d in docs:
+        assert cols.add(d, "s") is None
+    frame = cols.frame()
+    expected = pd.DataFrame([parse.flatten_record(d, "s") for d in docs])
+    pd.testing.assert_frame_equal(frame[list(expected.columns)], expected)
+    assert frame["hp.lr"].dtype == float and frame["hp.depth"].dtype == "int64" and frame["hp.gating"].dtype == bool
