@@ -18,12 +18,14 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
-# The main job: build a small Sudoku set, sweep the trainer on local processes, print the table.
+# The main job: build a small Sudoku set, sweep the trainer on local processes, print the table,
+# write the report (its figures include every trial's learning curve).
 demo: $(VENV)/.installed
 	$(BIN)/python -m train.data.sudoku --output-dir $(DEMO_DATA) --subsample-size 1000 --num-aug 8 --max-blanks 1 --test-size 200 --seed 0
 	rm -rf $(DEMO_DIR)
 	$(BIN)/sweep launch configs/sweeps/demo.yaml --executor local --dir $(DEMO_DIR) data_path=$(abspath $(DEMO_DATA))
 	$(BIN)/sweep collect $(DEMO_DIR) --format table --sort eval/exact_accuracy
+	$(BIN)/sweep report $(DEMO_DIR)
 
 # The whole suite on a real single-node Slurm cluster that scripts/cluster.sh starts (and stops again
 # if it was not running before).
