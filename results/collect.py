@@ -68,15 +68,9 @@ Item = tuple[str, "str | None"]        # (result file path, sweep name to use wh
 
 @dataclass
 class _Found:
-    files: list[Item] = field(default_factory=list)
+    add: Callable[[list[Item]], None]     # told of result files as they are found
     sweeps: list[str] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
-    on_files: Callable[[list[Item]], None] | None = None    # told of files as they are found
-
-    def add(self, files: list[Item]) -> None:
-        self.files.extend(files)
-        if self.on_files is not None:
-            self.on_files(files)
 
 
 def _has_glob(text: str) -> bool:
@@ -156,9 +150,10 @@ def _walk(found: _Found, directory: str, depth: int) -> None:
             found.add([(entry.path, _loose_name(entry.path))])
 
 
-def discover(inputs: Iterable[str], on_files: Callable[[list[Item]], None] | None = None) -> _Found:
-    """Result files under `inputs` (sweep dirs, globs, scratch spaces, JSON files)."""
-    found = _Found(on_files=on_files)
+def discover(inputs: Iterable[str], on_files: Callable[[list[Item]], None]) -> _Found:
+    """Hand the result files under `inputs` (sweep dirs, globs, scratch spaces, JSON files) to
+    `on_files` as they are listed; returns the sweeps found and what was skipped."""
+    found = _Found(add=on_files)
     for path in _expand_inputs(inputs):
         if os.path.isdir(path):
             _walk(found, path, 0)
