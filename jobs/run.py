@@ -337,11 +337,6 @@ def read_failures(tdir: Path) -> int:
         return 0
 
 
-def record_failure(tdir: Path, failures: int) -> int:
-    write_text_atomic(tdir / FAILURES, f"{failures}\n")
-    return failures
-
-
 def run_trial(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any], *, fork_python: bool = False) -> int:
     existing = read_result(sweep_dir, trial["id"])
     if existing and existing.get("status") in FINISHED_STATUSES:
@@ -376,14 +371,16 @@ def run_trial(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any], 
                 _say(f"requeued {slurm_task_id()}")
                 return 0
             status, error = "preempted", f"stopped by {name}; not requeued\n{outcome['error_tail']}"
-        elif status == "failed" and record_failure(tdir, failures := failures + 1) < max_attempts:
-            _say(f"trial {trial['id']} failed on attempt {attempt} (failure {failures} of {max_attempts} allowed)")
-            if slurm:
+        elif status == "failed":
+            failures += 1
+            write_text_atomic(tdir / FAILURES, f"{failures}\n")
+            if failures < max_attempts:
+                _say(f"trial {trial['id']} failed on attempt {attempt} (failure {failures} of {max_attempts} allowed)")
+                if not slurm:
+                    attempt += 1
+                    continue
                 if requeue_self():
                     return 0
-            else:
-                attempt += 1
-                continue
         if mf.uses_study(manifest):
             _tell(sweep_dir, manifest, trial, status, results)
         result = build_result(manifest, trial, status, error, results, outcome["runtime_s"], attempt)
