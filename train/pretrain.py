@@ -192,8 +192,7 @@ def train_step(model: torch.nn.Module, carry: Any, batch: dict[str, torch.Tensor
                          + [loss.new_full((), f, dtype=torch.float32) for f in flags])
     if world_size > 1:
         dist.all_reduce(values)
-    # The one host sync per step: the finite check must precede the optimizer step. (The sparse
-    # embedding optimizer's unique() is another on CUDA.)
+    # The one host sync per step: the finite check must precede the optimizer step.
     values = values.cpu().tolist()
     sums = dict(zip(keys + ["loss"], values[:len(keys) + 1]))
     if all_finite(sums):

@@ -136,7 +136,7 @@ class SwiGLU(nn.Module):
     """SwiGLU MLP; the inner width is 2/3 * expansion * hidden rounded up to `multiple_of`
     (256 in the reference: tensor-core friendly, but 4x the nominal width of a 64-wide CPU model)."""
 
-    def __init__(self, hidden_size: int, expansion: float, multiple_of: int = 256):
+    def __init__(self, hidden_size: int, expansion: float, multiple_of: int):
         super().__init__()
         inner = _round_up(round(expansion * hidden_size * 2 / 3), multiple_of)
         self.gate_up_proj = CastedLinear(hidden_size, 2 * inner, bias=False)
@@ -150,7 +150,7 @@ class SwiGLU(nn.Module):
 class Block(nn.Module):
     """Post-norm transformer block: x = norm(x + attn(x)); x = norm(x + mlp(x))."""
 
-    def __init__(self, hidden_size: int, num_heads: int, expansion: float, eps: float, mlp_multiple_of: int = 256):
+    def __init__(self, hidden_size: int, num_heads: int, expansion: float, eps: float, mlp_multiple_of: int):
         super().__init__()
         self.self_attn = Attention(hidden_size, num_heads)
         self.mlp = SwiGLU(hidden_size, expansion, mlp_multiple_of)
@@ -165,7 +165,7 @@ class ReasoningModule(nn.Module):
     """One recurrent level (H or L): add the injected input to the state, then run the blocks."""
 
     def __init__(self, num_layers: int, hidden_size: int, num_heads: int, expansion: float, eps: float,
-                 mlp_multiple_of: int = 256):
+                 mlp_multiple_of: int):
         super().__init__()
         self.layers = nn.ModuleList(Block(hidden_size, num_heads, expansion, eps, mlp_multiple_of)
                                     for _ in range(num_layers))
