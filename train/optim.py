@@ -1,24 +1,144 @@
-"""The trainer's optimizer (AdamATan2) and learning-rate schedule (linear warmup, then cosine)."""
+"""The trainer's dense optimizer and learning-rate schedule (linear warmup, then cosine).
+
+`AdamATan2` is the update rule the HRM reference trains with (the `adam-atan2` package, 0.0.3,
+a CUDA kernel): Adam with `m / (sqrt(v) + eps)` replaced by `atan2`, bounded and without eps,
+
+    p <- p * (1 - lr * wd)                          decoupled weight decay, with this step's lr
+    m <- lerp(m, g, 1 - beta1);  v <- lerp(v, g*g, 1 - beta2)
+    p <- p - (lr / bc1) * atan2(m, sqrt(v) / sqrt(bc2))     bc_i = 1 - beta_i ** step
+
+Written here from that rule, because the package builds only with a CUDA toolchain. As in its
+kernel the state has the parameter's dtype and the arithmetic runs in float32 for bfloat16/float16
+parameters (float64 for float64); each parameter counts its own steps.
+
+`adam_atan2_pytorch` (the adam-atan2-pytorch package) is a different rule: it scales the update by
+a = 1.27 and divides m by bc1 inside the atan2, so after warm-up it steps about 1.27x further than
+the reference with the same lr. It stays available by name (`optimizer=adam_atan2_pytorch`).
+"""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import torch
-from adam_atan2_pytorch import AdamAtan2
+from torch import Tensor
 
-# AdamATan2 replaces Adam's `m / (sqrt(v) + eps)` with `atan2(m, sqrt(v))`: bounded updates and no eps
-# to tune; the HRM reference trains with it. adam-atan2-pytorch is the maintained pure-PyTorch version.
-AdamATan2 = AdamAtan2
+from jobs.errors import UserError
+
+# What each dtype computes in: the kernel's opmath type (half precisions widen to float32).
+_OPMATH = {torch.bfloat16: torch.float32, torch.float16: torch.float32}
+
+
+class AdamATan2(torch.optim.Optimizer):
+    """The HRM reference's AdamATan2 (see the module docstring), with torch._foreach_* ops.
+
+    lr=0 is allowed: the trainer's schedule sets the lr before every step.
+    """
+
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float = 1e-3,
+                 betas: tuple[float, float] = (0.9, 0.999), weight_decay: float = 1e-2):
+        if not lr >= 0.0:
+            raise ValueError(f"invalid learning rate: {lr}")
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise ValueError(f"invalid betas: {betas}")
+        if not weight_decay >= 0.0:
+            raise ValueError(f"invalid weight_decay: {weight_decay}")
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            # One foreach pass per (device, dtype): the ops need tensors of one kind per list.
+            by_kind: dict[tuple[torch.device, torch.dtype], list[Tensor]] = defaultdict(list)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("AdamATan2 does not take sparse gradients")
+                state = self.state[p]
+                if not state:
+                    # A Python int, not a tensor: the bias corrections are then host arithmetic and
+                    # the step never waits for the GPU.
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["step"] += 1
+                by_kind[(p.device, p.dtype)].append(p)
+            for params in by_kind.values():
+                self._update(params, group)
+        return loss
+
+    def _update(self, params: list[Tensor], group: dict[str, Any]) -> None:
+        lr, wd = group["lr"], group["weight_decay"]
+        beta1, beta2 = group["betas"]
+        states = [self.state[p] for p in params]
+        # Host doubles, rounded once to the math dtype by the foreach ops (as the kernel casts them).
+        step_sizes = [lr / (1.0 - beta1 ** s["step"]) for s in states]
+        bc2_sqrts = [math.sqrt(1.0 - beta2 ** s["step"]) for s in states]
+
+        opmath = _OPMATH.get(params[0].dtype)
+        p_math, grads = _widen(params, opmath), _widen([p.grad for p in params], opmath)  # type: ignore[misc]
+        exp_avgs = _widen([s["exp_avg"] for s in states], opmath)
+        exp_avg_sqs = _widen([s["exp_avg_sq"] for s in states], opmath)
+
+        if wd != 0.0:  # multiplying by exactly 1.0 changes nothing: skip the pass
+            torch._foreach_mul_(p_math, 1.0 - lr * wd)
+        torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta1)
+        torch._foreach_lerp_(exp_avg_sqs, torch._foreach_mul(grads, grads), 1.0 - beta2)
+        denoms = torch._foreach_sqrt(exp_avg_sqs)
+        torch._foreach_div_(denoms, bc2_sqrts)
+        # PyTorch has no foreach atan2: one kernel per tensor, written in place. atan2, not atan(m/d):
+        # a parameter whose gradients were all zero has m = d = 0 and must get 0, not NaN.
+        updates = [torch.atan2(m, d, out=d) for m, d in zip(exp_avgs, denoms)]
+        torch._foreach_mul_(updates, step_sizes)
+        torch._foreach_sub_(p_math, updates)
+
+        if opmath:  # round back into the parameter's dtype, as the kernel stores its registers
+            torch._foreach_copy_(params, p_math)
+            torch._foreach_copy_([s["exp_avg"] for s in states], exp_avgs)
+            torch._foreach_copy_([s["exp_avg_sq"] for s in states], exp_avg_sqs)
+
+
+def _widen(tensors: list[Tensor], dtype: torch.dtype | None) -> list[Tensor]:
+    """Copies in `dtype` to compute in, or the tensors themselves (updated in place) when None."""
+    return tensors if dtype is None else [t.to(dtype) for t in tensors]
+
 
 # adam-atan2-pytorch refuses lr=0 at construction; the schedule overwrites the lr before every step.
 _PLACEHOLDER_LR = 1e-8
 
 
-def make_adam_atan2(params: Iterable[torch.nn.Parameter], *, weight_decay: float,
-                    betas: tuple[float, float]) -> torch.optim.Optimizer:
-    """AdamATan2 with decoupled weight decay (p *= 1 - lr * wd), lr set later by `set_lr`."""
-    return AdamATan2(params, lr=_PLACEHOLDER_LR, weight_decay=weight_decay, betas=betas)
+def _adam_atan2_pytorch(params: Iterable[Tensor], weight_decay: float,
+                        betas: tuple[float, float]) -> torch.optim.Optimizer:
+    from adam_atan2_pytorch import AdamAtan2  # only when chosen: the default needs no import
+
+    return AdamAtan2(params, lr=_PLACEHOLDER_LR, weight_decay=weight_decay, betas=betas)
+
+
+def _adam_atan2(params: Iterable[Tensor], weight_decay: float, betas: tuple[float, float]) -> torch.optim.Optimizer:
+    return AdamATan2(params, lr=0.0, weight_decay=weight_decay, betas=betas)
+
+
+# The config's `optimizer` key: the name of the dense optimizer.
+DENSE_OPTIMIZERS: dict[str, Callable[[Iterable[Tensor], float, tuple[float, float]], torch.optim.Optimizer]] = {
+    "adam_atan2": _adam_atan2,                    # the HRM reference's rule (default)
+    "adam_atan2_pytorch": _adam_atan2_pytorch,    # adam-atan2-pytorch's defaults: a = 1.27, bc1 inside atan2
+}
+
+
+def make_dense_optimizer(name: str, params: Iterable[Tensor], *, weight_decay: float,
+                         betas: tuple[float, float]) -> torch.optim.Optimizer:
+    """The dense optimizer called `name`, with decoupled weight decay; its lr is set later by `set_lr`."""
+    if name not in DENSE_OPTIMIZERS:
+        raise UserError(f"unknown optimizer {name!r}", key="optimizer",
+                        fix=f"use one of {', '.join(DENSE_OPTIMIZERS)} (adam_atan2 is the HRM reference's rule)")
+    return DENSE_OPTIMIZERS[name](params, weight_decay, betas)
 
 
 def cosine_lr(step: int, *, base_lr: float, warmup_steps: int, total_steps: int,

@@ -39,7 +39,7 @@ from train import checkpoint, compile_cache
 from train.data.dataset import PuzzleDataset
 from train.metrics import RunLogger, finite_or_none, write_run_metrics
 from train.model import ACTLossHead, CastedSparseEmbeddingSignSGD, HRMACT, HRMConfig
-from train.optim import cosine_lr, make_adam_atan2, set_lr
+from train.optim import cosine_lr, make_dense_optimizer, set_lr
 
 DIVERGED_EXIT = 3
 
@@ -105,8 +105,8 @@ def build_model(cfg: dict[str, Any], meta: Any, local_batch_size: int, device: t
 
 def build_optimizers(model: ACTLossHead, cfg: dict[str, Any], world_size: int
                      ) -> tuple[list[torch.optim.Optimizer], list[float]]:
-    """(optimizers, their base lrs): sign-SGD for the sparse puzzle embeddings (if any), AdamATan2
-    for every dense parameter."""
+    """(optimizers, their base lrs): sign-SGD for the sparse puzzle embeddings (if any), the
+    `optimizer` named in the config (AdamATan2 by default) for every dense parameter."""
     optimizers: list[torch.optim.Optimizer] = []
     base_lrs: list[float] = []
     puzzle_emb = getattr(model.model.inner, "puzzle_emb", None)
@@ -114,8 +114,9 @@ def build_optimizers(model: ACTLossHead, cfg: dict[str, Any], world_size: int
         optimizers.append(CastedSparseEmbeddingSignSGD(puzzle_emb, lr=0.0, world_size=world_size,
                                                        weight_decay=float(cfg["puzzle_emb_weight_decay"])))
         base_lrs.append(float(cfg["puzzle_emb_lr"]))
-    optimizers.append(make_adam_atan2(model.parameters(), weight_decay=float(cfg["weight_decay"]),
-                                      betas=(float(cfg["beta1"]), float(cfg["beta2"]))))
+    optimizers.append(make_dense_optimizer(cfg["optimizer"], model.parameters(),
+                                           weight_decay=float(cfg["weight_decay"]),
+                                           betas=(float(cfg["beta1"]), float(cfg["beta2"]))))
     base_lrs.append(float(cfg["lr"]))
     return optimizers, base_lrs
 

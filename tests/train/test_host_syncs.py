@@ -69,7 +69,7 @@ def make_batch(size: int, num_ids: int) -> dict[str, torch.Tensor]:
 
 
 def optimizers(head: ACTLossHead) -> list[torch.optim.Optimizer]:
-    cfg = {"puzzle_emb_weight_decay": 0.1, "puzzle_emb_lr": 1e-2, "weight_decay": 0.1, "beta1": 0.9,
+    cfg = {"optimizer": "adam_atan2", "puzzle_emb_weight_decay": 0.1, "puzzle_emb_lr": 1e-2, "weight_decay": 0.1, "beta1": 0.9,
            "beta2": 0.95, "lr": 1e-3}
     return build_optimizers(head, cfg, world_size=1)[0]
 

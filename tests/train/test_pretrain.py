@@ -159,6 +159,7 @@ def test_checkpoint_path_starts_from_earlier_weights(data_dir: Path, learned: Pa
 @pytest.mark.parametrize("overrides, key", [
     (["checkpoint_path=/nonexistent/ckpt"], "checkpoint_path"),
     (["data_path=/nonexistent/data"], "data_path"),
+    (["optimizer=adamw"], "optimizer"),
 ])
 def test_config_errors_are_one_line_exit_2(data_dir: Path, tmp_path: Path, overrides: list[str], key: str) -> None:
     data = [] if any(o.startswith("data_path=") for o in overrides) else [f"data_path={data_dir}"]
