@@ -63,7 +63,8 @@ from omegaconf import OmegaConf  # noqa: E402
 from jobs import runtime  # noqa: E402
 from train import compile_cache  # noqa: E402
 from train.model import layers  # noqa: E402
-from train.pretrain import CONFIG_DIR, build_model, build_optimizers, train_step  # noqa: E402
+from train.pretrain import CONFIG_DIR, build_model, build_optimizers  # noqa: E402
+from train.steps import train_step  # noqa: E402
 
 GOAL_MS = 42.0  # issue 8, batch 768 on one H100
 ROUNDS = 3  # timed blocks of --steps steps per variant, compiled and eager alternating

@@ -1,10 +1,13 @@
 """Train HRM-ACT on puzzle data: `python -m train arch=hrm_v1 data_path=... global_batch_size=768 lr=1e-4`.
 
-One linear flow: config -> distributed setup -> data -> model -> optimizers -> start/resume -> loop.
+`train()` reads top to bottom: setup (config, distributed, data, model, optimizers) -> start or
+resume -> iterations of training steps, each ended by an evaluation -> one way out (`finish`). The
+loop's state is a `LoopState`; what setup builds once is a `Run`; how the run ends is an `Ending`.
 Multi-GPU: `torchrun --nproc-per-node N -m train ...` (global_batch_size is split over the ranks).
 
 How a run ends (the task runner reads the exit code and the metrics file):
   exit 0  trained to the end: metrics written (status completed), final checkpoint saved
+  exit 0  the sweep's pruner stopped it after an evaluation: metrics written (status pruned)
   exit 0  a stop signal (SIGUSR1/SIGUSR2/SIGTERM) arrived: checkpointed at the next step boundary,
           no metrics written; the runner requeues and the next attempt resumes exactly
   exit 3  the loss went NaN/Inf: stopped at once, metrics written with status "diverged". Non-zero
@@ -22,24 +25,25 @@ import os
 import random
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hydra
 import numpy as np
 import torch
-import torch.distributed as dist
 from omegaconf import DictConfig, OmegaConf
 
 from jobs import runtime
 from jobs.atomic import write_text_atomic
 from jobs.errors import UserError
 from jobs.manifest import read_manifest
-from train import checkpoint, compile_cache
+from train import checkpoint, compile_cache, distributed
 from train.data.dataset import PuzzleDataset
 from train.metrics import RunLogger, finite_or_none, write_run_metrics
 from train.model import ACTLossHead, CastedSparseEmbeddingSignSGD, HRMACT, HRMConfig
-from train.optim import cosine_lr, make_dense_optimizer, set_lr
+from train.optim import cosine_lr, make_dense_optimizer
+from train.steps import all_finite, evaluate, means, summary, train_step
 
 DIVERGED_EXIT = 3
 
@@ -58,17 +62,6 @@ def pick_device(name: str | None, local_rank: int) -> torch.device:
             raise UserError("device=cuda but no GPU is visible", key="device", fix="use device=cpu")
         return torch.device("cuda", local_rank)
     return torch.device("cpu")
-
-
-def setup_distributed(device: torch.device) -> tuple[int, int]:
-    """(rank, world_size). torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; gloo on CPU, nccl on GPU."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return 0, 1
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return dist.get_rank(), dist.get_world_size()
 
 
 def seed_everything(seed: int) -> None:
@@ -150,129 +143,113 @@ def sweep_metric(sweep_dir: Path | None) -> str:
     return metric or "eval/exact_accuracy"
 
 
-def gather_rank_state(local: dict[str, Any], rank: int, world_size: int) -> list[dict[str, Any]] | None:
-    """Every rank's RNG/data/carry, on rank 0 (one checkpoint file holds them all)."""
-    if world_size == 1:
-        return [local]
-    gathered: list[Any] = [None] * world_size if rank == 0 else None  # type: ignore[assignment]
-    dist.gather_object(local, gathered, dst=0)
-    return gathered
-
-
-def agree(flag: bool, world_size: int) -> bool:
-    """True on every rank when it is true on any (collective when distributed)."""
-    if world_size == 1:
-        return flag
-    value = torch.tensor([float(flag)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(value)
-    return bool(value.item())
-
-
-def all_finite(sums: dict[str, float]) -> bool:
-    return all(np.isfinite(v) for v in sums.values())
-
-
-def train_step(model: torch.nn.Module, carry: Any, batch: dict[str, torch.Tensor],
-               optimizers: list[torch.optim.Optimizer], lrs: list[float], global_batch_size: int,
-               world_size: int, flags: list[float]) -> tuple[Any, dict[str, float], list[float]]:
-    """One optimizer step. Returns (carry, summed metrics incl. "loss", reduced flags).
-
-    The optimizers step only when the loss is finite everywhere: a diverged run keeps its last
-    good weights. `flags` (stop requested, checkpoint due) ride along in the same all_reduce so
-    every rank takes the same decision from one collective per step.
-    """
-    carry, loss, metrics, _, _ = model(carry=carry, batch=batch, return_keys=())
-    (loss / global_batch_size).backward()
-    if world_size > 1:
-        for p in model.parameters():
-            if p.grad is not None:
-                dist.all_reduce(p.grad)
-    keys = sorted(metrics)
-    # new_full fills on the device; torch.tensor(f, device=cuda) would be a blocking copy (a sync).
-    values = torch.stack([metrics[k].detach().float() for k in keys] + [loss.detach().float()]
-                         + [loss.new_full((), f, dtype=torch.float32) for f in flags])
-    if world_size > 1:
-        dist.all_reduce(values)
-    # The one host sync per step: the finite check must precede the optimizer step.
-    values = values.cpu().tolist()
-    sums = dict(zip(keys + ["loss"], values[:len(keys) + 1]))
-    if all_finite(sums):
-        for optimizer, lr in zip(optimizers, lrs):
-            set_lr(optimizer, lr)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-    return carry, sums, values[len(keys) + 1:]
-
-
-def means(sums: dict[str, float], prefix: str, global_batch_size: int) -> dict[str, float]:
-    """Per-sequence means, as the reference reports them: losses over the batch (every row
-    contributes every step), the rest over the sequences that halted (count)."""
-    count = max(sums.get("count", 0.0), 1.0)
-    return {f"{prefix}/{k}": v / (global_batch_size if k.endswith("loss") else count)
-            for k, v in sums.items() if k != "count"}
-
-
-@torch.inference_mode()
-def evaluate(model: torch.nn.Module, raw_model: ACTLossHead, data: PuzzleDataset, device: torch.device,
-             world_size: int) -> dict[str, float]:
-    """The whole test split, each batch run through halt_max_steps ACT steps: eval never halts
-    early, so every row halts on the last one, and no step has to ask the GPU whether all rows
-    have (a host sync per step). Metrics are summed over batches and ranks, then divided by the
-    number of sequences. Losses are those of the final ACT step (the answer), not their sum over
-    the steps, so eval/lm_loss compares with train/lm_loss."""
-    model.eval()
-    act_steps = raw_model.model.config.halt_max_steps
-    totals: dict[str, torch.Tensor] = {}
-    for _set_name, batch, _ in data:
-        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-        carry = raw_model.initial_carry(batch)
-        counted: dict[str, torch.Tensor] = {}
-        for _ in range(act_steps):
-            carry, _, metrics, _, _ = model(carry=carry, batch=batch, return_keys=())
-            for k, v in metrics.items():
-                # Halting metrics count each sequence once, on the step it halts: add them up.
-                counted[k] = v.detach().float() if k.endswith("loss") else counted.get(k, 0) + v.detach().float()
-        for k, v in counted.items():
-            totals[k] = totals.get(k, 0) + v
-    model.train()
-    keys = sorted(totals)
-    values = torch.stack([totals[k] for k in keys]) if keys else torch.zeros(0, device=device)
-    if world_size > 1:
-        dist.all_reduce(values)
-    sums = dict(zip(keys, values.cpu().tolist()))
-    count = max(sums.pop("count", 0.0), 1.0)
-    return {f"eval/{k}": v / count for k, v in sums.items()}
-
-
-def summary(step: int, epoch: float, num_params: int, last_train: dict[str, float],
-            last_eval: dict[str, float], best_exact: float | None) -> dict[str, Any]:
-    """The flat metrics object a sweep records: everything prefixed, plus the headline numbers."""
-    out: dict[str, Any] = {"steps": step, "epochs": round(epoch, 4), "num_params": num_params,
-                           **last_train, **last_eval}
-    for key in ("exact_accuracy", "accuracy", "lm_loss"):
-        if f"eval/{key}" in last_eval:
-            out[key] = last_eval[f"eval/{key}"]
-    if best_exact is not None:
-        out["best_exact_accuracy"] = best_exact
-    return out
-
-
 # --------------------------------------------------------------------------------------------
-# the run
+# the run: what setup builds once, the loop's state, and how a run ends
+
+
+@dataclass
+class Run:
+    """What setup builds once and every later step reads."""
+
+    cfg: dict[str, Any]
+    ctx: runtime.TrialContext
+    device: torch.device
+    rank: int
+    world_size: int
+    run_dir: Path
+    ckpt_dir: Path
+    train_data: PuzzleDataset
+    eval_data: PuzzleDataset
+    steps_per_epoch: float
+    total_steps: int
+    total_iters: int              # iterations of eval_interval epochs, each ended by an evaluation
+    raw_model: ACTLossHead        # what checkpoints hold and load into
+    optimizers: list[torch.optim.Optimizer]
+    base_lrs: list[float]
+    use_compile: bool
+    cache_dir: Path | None
+    model: torch.nn.Module | None = None   # raw_model or its torch.compile wrapper: what steps call
+    logger: RunLogger | None = None        # rank 0 only
+    pruning_metric: str = ""               # what evaluations report to the sweep's pruner, if any
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def gbs(self) -> int:
+        return self.cfg["global_batch_size"]
+
+    @property
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.raw_model.parameters())
+
+    def say(self, text: str, file: Any = None) -> None:
+        if self.master:
+            print(f"[train] {text}", file=file or sys.stdout, flush=True)
+
+
+@dataclass
+class LoopState:
+    """Where the loop stands. Everything above the clocks goes into latest.pt."""
+
+    step: int = 0                 # optimizer steps taken
+    iters_done: int = 0           # iterations trained (the data has moved past them)
+    carry: Any = None             # the ACT carry: rows still thinking continue in the next batch
+    best_exact: float | None = None
+    last_eval: dict[str, float] = field(default_factory=dict)
+    last_train: dict[str, float] = field(default_factory=dict)
+    eval_step: int = -1           # the step of the latest evaluation
+    # Wall clocks, not saved: periodic checkpoints, steps/s in progress lines, elapsed time in logs.
+    started: float = 0.0
+    last_save: float = 0.0
+    tick: float = 0.0
+    tick_step: int = 0
+    compiling: bool = False       # the next step pays torch.compile's warm-up
+
+    def loop_record(self) -> dict[str, Any]:
+        return {"best_exact": self.best_exact, "last_eval": self.last_eval, "last_train": self.last_train,
+                "eval_step": self.eval_step}
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a run ends: the status its metrics file records (None: no metrics file, the task runner
+    requeues and the next attempt resumes) and the exit code."""
+
+    status: str | None
+    code: int = 0
+    error: str | None = None
 
 
 def train(hydra_cfg: DictConfig) -> int:
     # First thing: a stop signal during the (slow) setup must not kill the process outright.
     stop = runtime.StopSignal.install()
-    cfg: dict[str, Any] = OmegaConf.to_container(hydra_cfg, resolve=True)  # type: ignore[assignment]
-    check_config(cfg)
+    run = setup(OmegaConf.to_container(hydra_cfg, resolve=True))  # type: ignore[arg-type]
+    state = start_or_resume(run)
+    prepare_loop(run, state)
 
-    # --- distributed setup and where things go
+    ending: Ending | None = None
+    while ending is None and state.iters_done < run.total_iters and state.step < run.total_steps:
+        ending = train_iteration(run, state, stop)
+        if ending is None:
+            ending = end_of_iteration(run, state, stop)
+    if ending is None:
+        ending = complete(run, state)
+    return finish(run, state, ending)
+
+
+# --------------------------------------------------------------------------------------------
+# setup, start or resume
+
+
+def setup(cfg: dict[str, Any]) -> Run:
+    """Distributed setup, directories, data, model and optimizers."""
+    check_config(cfg)
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(cfg["device"], local_rank)
     use_compile = compile_cache.wanted(cfg["compile"], device.type)
-    rank, world_size = setup_distributed(device)
-    master = rank == 0
+    rank, world_size = distributed.setup(device)
     gbs = cfg["global_batch_size"]
     if gbs % world_size:
         raise UserError(f"{gbs} does not split over {world_size} ranks", key="global_batch_size",
@@ -280,22 +257,18 @@ def train(hydra_cfg: DictConfig) -> int:
     ctx = runtime.context()
     # Before torch._dynamo is imported (building an optimizer imports it): it reads the cache directory.
     cache_dir = compile_cache.configure(ctx) if use_compile else None
-    run_dir = Path(cfg["run_dir"])
-    if world_size > 1:  # the default run_dir holds a timestamp: take rank 0's, so all ranks agree
-        shared = [str(run_dir)]
-        dist.broadcast_object_list(shared, src=0)
-        run_dir = Path(shared[0])
+    # The default run_dir holds a timestamp: take rank 0's, so all ranks agree.
+    run_dir = Path(distributed.broadcast_object(str(cfg["run_dir"]), world_size))
     ckpt_dir = ctx.checkpoint_dir if ctx.in_sweep and ctx.checkpoint_dir else run_dir / "checkpoints"
-    if master:
+    if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg))
 
-    # Different seeds per rank for the ACT exploration noise; rank 0's weights are broadcast below.
+    # Different seeds per rank for the ACT exploration noise (as the reference); the weights are rank 0's.
     seed_everything(cfg["seed"] + rank)
 
-    # --- data: one iteration = eval_interval epochs, as the reference (fewer dropped tail batches)
+    # One iteration = eval_interval epochs, as the reference (fewer dropped tail batches).
     epochs_per_iter = cfg["eval_interval"] or cfg["epochs"]
-    total_iters = cfg["epochs"] // epochs_per_iter
     data_args = dict(rank=rank, world_size=world_size, seed=cfg["seed"])
     train_data = PuzzleDataset(cfg["data_path"], "train", gbs, epochs_per_iter=epochs_per_iter, **data_args)
     eval_data = PuzzleDataset(cfg["data_path"], "test", gbs, test_mode=True, **data_args)
@@ -308,190 +281,219 @@ def train(hydra_cfg: DictConfig) -> int:
         raise UserError(f"one epoch of {cfg['data_path']} is smaller than one batch of {gbs}",
                         key="global_batch_size", fix="lower global_batch_size or raise epochs")
 
-    # --- model
     raw_model = build_model(cfg, meta, gbs // world_size, device)
-    if world_size > 1:  # same initial weights everywhere
-        with torch.no_grad():
-            for tensor in list(raw_model.parameters()) + list(raw_model.buffers()):
-                dist.broadcast(tensor, src=0)
-    num_params = sum(p.numel() for p in raw_model.parameters())
+    distributed.broadcast_module(raw_model, world_size)
     optimizers, base_lrs = build_optimizers(raw_model, cfg, world_size)
+    return Run(cfg=cfg, ctx=ctx, device=device, rank=rank, world_size=world_size, run_dir=run_dir,
+               ckpt_dir=Path(ckpt_dir), train_data=train_data, eval_data=eval_data,
+               steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+               total_iters=cfg["epochs"] // epochs_per_iter, raw_model=raw_model, optimizers=optimizers,
+               base_lrs=base_lrs, use_compile=use_compile, cache_dir=cache_dir)
 
-    # --- start or resume
-    step, iters_done, carry = 0, 0, None
-    best_exact: float | None = None
-    last_eval: dict[str, float] = {}
-    last_train: dict[str, float] = {}
-    eval_step = -1
-    latest = Path(ckpt_dir) / checkpoint.LATEST
+
+def start_or_resume(run: Run) -> LoopState:
+    """Resume exactly from the run's own latest.pt if there is one; else start, from checkpoint_path's
+    weights when given."""
+    latest = run.ckpt_dir / checkpoint.LATEST
     if latest.is_file():
-        state = checkpoint.load(latest)
-        if len(state["ranks"]) != world_size:
-            raise UserError(f"{latest} was written by {len(state['ranks'])} ranks, this run has {world_size}",
+        saved = checkpoint.load(latest)
+        if len(saved["ranks"]) != run.world_size:
+            raise UserError(f"{latest} was written by {len(saved['ranks'])} ranks, this run has {run.world_size}",
                             fix="resume with the same number of processes, or start from it with checkpoint_path")
-        raw_model.load_state_dict(state["model"])
-        for optimizer, saved in zip(optimizers, state["optimizers"], strict=True):
-            optimizer.load_state_dict(saved)
-        mine = state["ranks"][rank]
+        run.raw_model.load_state_dict(saved["model"])
+        for optimizer, opt_state in zip(run.optimizers, saved["optimizers"], strict=True):
+            optimizer.load_state_dict(opt_state)
+        mine = saved["ranks"][run.rank]
         checkpoint.set_rng_state(mine["rng"])
-        train_data.load_state_dict(mine["data"])
-        carry = checkpoint.to_device(mine["carry"], device)
-        step, iters_done = state["step"], state["iters_done"]
-        loop = state["loop"]
-        best_exact, last_eval, last_train, eval_step = (loop["best_exact"], loop["last_eval"],
-                                                        loop["last_train"], loop["eval_step"])
-        if master:
-            print(f"[train] resumed from {latest} at step {step} (attempt {ctx.attempt})")
-    elif cfg["checkpoint_path"]:
-        parent_step = start_from(raw_model, cfg["checkpoint_path"])
-        if master:
-            print(f"[train] started from {cfg['checkpoint_path']} (its step {parent_step}); optimizer fresh")
+        run.train_data.load_state_dict(mine["data"])
+        state = LoopState(step=saved["step"], iters_done=saved["iters_done"],
+                          carry=checkpoint.to_device(mine["carry"], run.device), **saved["loop"])
+        run.say(f"resumed from {latest} at step {state.step} (attempt {run.ctx.attempt})")
+        return state
+    if run.cfg["checkpoint_path"]:
+        parent_step = start_from(run.raw_model, run.cfg["checkpoint_path"])
+        run.say(f"started from {run.cfg['checkpoint_path']} (its step {parent_step}); optimizer fresh")
+    return LoopState()
 
+
+def prepare_loop(run: Run, state: LoopState) -> None:
+    """Compile, open the logs, start the clocks."""
     # Compile after loading (state_dict keys stay those of the plain module). Inside a sweep the
     # compiled code is cached in the sweep directory: one task compiles, later ones load it.
-    model: torch.nn.Module = raw_model
-    if use_compile:
-        if master and cache_dir:
-            print(f"[train] torch.compile cache: {cache_dir}")
-        model = torch.compile(raw_model, dynamic=False)  # type: ignore[assignment]
-
-    pruning_metric = sweep_metric(ctx.sweep_dir) if ctx.in_sweep else ""
-    logger = None
-    if master:
+    run.model = run.raw_model
+    if run.use_compile:
+        if run.cache_dir:
+            run.say(f"torch.compile cache: {run.cache_dir}")
+        run.model = torch.compile(run.raw_model, dynamic=False)  # type: ignore[assignment]
+    ctx, cfg = run.ctx, run.cfg
+    run.pruning_metric = sweep_metric(ctx.sweep_dir) if ctx.in_sweep else ""
+    if run.master:
         group = ctx.sweep_dir.name if ctx.in_sweep and ctx.sweep_dir else None
-        logger = RunLogger(run_dir, config=cfg, enable_wandb=bool(cfg["enable_wandb"]),
-                           project=cfg["project_name"], run_name=cfg["run_name"] or ctx.trial_id, group=group,
-                           run_id=ctx.trial_id, resume_step=step)
-        print(f"[train] {num_params / 1e6:.2f}M params on {device} x{world_size}; {total_steps} steps "
-              f"({cfg['epochs']} epochs of {steps_per_epoch:.1f}); run dir {run_dir}")
+        run.logger = RunLogger(run.run_dir, config=cfg, enable_wandb=bool(cfg["enable_wandb"]),
+                               project=cfg["project_name"], run_name=cfg["run_name"] or ctx.trial_id,
+                               group=group, run_id=ctx.trial_id, resume_step=state.step)
+    run.say(f"{run.num_params / 1e6:.2f}M params on {run.device} x{run.world_size}; {run.total_steps} steps "
+            f"({cfg['epochs']} epochs of {run.steps_per_epoch:.1f}); run dir {run.run_dir}")
+    state.started, state.last_save = time.time(), time.monotonic()
+    state.tick, state.tick_step, state.compiling = state.last_save, state.step, run.use_compile
+    run.raw_model.train()
 
-    def save(final: bool = False, weights: bool = False) -> None:
-        """Collective: every rank contributes its RNG/data/carry; rank 0 writes."""
-        local = {"rng": checkpoint.rng_state(), "data": train_data.state_dict(), "carry": checkpoint.to_cpu(carry)}
-        ranks = gather_rank_state(local, rank, world_size)
-        if not master:
-            return
-        model_state = raw_model.state_dict()
-        checkpoint.save_latest(ckpt_dir, {
-            "step": step, "iters_done": iters_done, "epoch": step / steps_per_epoch, "model": model_state,
-            "optimizers": [o.state_dict() for o in optimizers], "config": cfg, "ranks": ranks,
-            "loop": {"best_exact": best_exact, "last_eval": last_eval, "last_train": last_train,
-                     "eval_step": eval_step}})
-        if weights or final:
-            checkpoint.save_weights(ckpt_dir, step=step, model=model_state, config=cfg)
 
-    def finish(status: str, error: str | None, code: int) -> int:
-        if master:
-            final = {k: finite_or_none(v) for k, v in
-                     summary(step, step / steps_per_epoch, num_params, last_train, last_eval, best_exact).items()}
-            if ctx.in_sweep:
-                runtime.write_metrics(final, status=status, error=error)
-            else:
-                write_run_metrics(run_dir / "metrics.json", final, status=status, error=error)
-            assert logger is not None
-            logger.close(exit_code=code)
-        if dist.is_initialized():
-            dist.destroy_process_group()
-        return code
+# --------------------------------------------------------------------------------------------
+# the loop's steps
 
-    def requeue_exit() -> int:
-        """Checkpoint and leave; the task runner requeues and the next attempt resumes here."""
-        save()
-        if master:
-            print(f"[train] stop signal: checkpointed step {step} to {ckpt_dir}; exiting for requeue", flush=True)
-            logger.close(exit_code=0)  # type: ignore[union-attr]
-        if dist.is_initialized():
-            dist.destroy_process_group()
-        return 0
 
-    def run_eval() -> bool:
-        """Evaluate, log, and tell the sweep's pruner (if any); True when it says stop."""
-        nonlocal last_eval, eval_step, best_exact
-        last_eval, eval_step = evaluate(model, raw_model, eval_data, device, world_size), step
-        exact = last_eval.get("eval/exact_accuracy", float("nan"))
-        if best_exact is None or exact > best_exact:
-            best_exact = exact
-        if master:
-            logger.log(step, step / steps_per_epoch, time.time() - started, last_eval)  # type: ignore[union-attr]
-            print(f"[train] eval at step {step}: exact_accuracy {exact:.4f} "
-                  f"accuracy {last_eval.get('eval/accuracy', float('nan')):.4f}", flush=True)
-        value = last_eval.get(pruning_metric, last_eval.get(f"eval/{pruning_metric}"))
-        # The pruner's step unit is the evaluation count (min_iter / max_iter count evaluations).
-        prune = bool(master and ctx.in_sweep and value is not None and step < total_steps
-                     and runtime.report(iters_done, value))
-        return agree(prune, world_size)
+def train_iteration(run: Run, state: LoopState, stop: runtime.StopSignal) -> Ending | None:
+    """One optimizer step per batch of this iteration, until its end or the step cap. Returns the
+    run's ending if a step ended it (a stop signal, a non-finite loss)."""
+    # A checkpoint taken right after an iteration's last batch has the data already at the next
+    # iteration: then only the evaluation is left to do for this one.
+    if run.train_data.state_dict()["epoch"] != state.iters_done:
+        return None
+    for _set_name, batch, _ in run.train_data:
+        ending = training_step(run, state, batch, stop)
+        if ending is not None or state.step >= run.total_steps:
+            return ending
+    return None
 
-    # --- the loop
-    last_save = tick = time.monotonic()
-    tick_step, started = step, time.time()
+
+def training_step(run: Run, state: LoopState, batch: dict[str, torch.Tensor],
+                  stop: runtime.StopSignal) -> Ending | None:
+    """One optimizer step, its log line, and a checkpoint when one is due or a stop was asked for."""
+    cfg = run.cfg
+    state.step += 1
+    batch = {k: v.to(run.device, non_blocking=True) for k, v in batch.items()}
+    if state.carry is None:
+        state.carry = run.raw_model.initial_carry(batch)
+    lrs = [cosine_lr(state.step, base_lr=lr, warmup_steps=cfg["lr_warmup_steps"], total_steps=run.total_steps,
+                     min_ratio=cfg["lr_min_ratio"]) for lr in run.base_lrs]
     period_s = 60.0 * float(cfg["checkpoint_every_minutes"] or 0)
-    compiling = use_compile  # the first step of this process pays torch.compile's warm-up
-    raw_model.train()
-    while iters_done < total_iters and step < total_steps:
-        # A checkpoint taken right after an iteration's last batch has the data already at the
-        # next iteration: then only the evaluation below is left to do for this one.
-        if train_data.state_dict()["epoch"] == iters_done:
-            for _set_name, batch, _ in train_data:
-                step += 1
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                if carry is None:
-                    carry = raw_model.initial_carry(batch)
-                lrs = [cosine_lr(step, base_lr=lr, warmup_steps=cfg["lr_warmup_steps"], total_steps=total_steps,
-                                 min_ratio=cfg["lr_min_ratio"]) for lr in base_lrs]
-                due = period_s > 0 and time.monotonic() - last_save >= period_s
-                carry, sums, (stop_flag, due_flag) = train_step(model, carry, batch, optimizers, lrs, gbs,
-                                                                world_size, [float(stop.requested), float(due)])
-                if compiling and master:
-                    print(f"[train] first step with torch.compile took {time.monotonic() - tick:.1f} s "
-                          f"({compile_cache.describe(compile_cache.cache_stats())})", flush=True)
-                compiling = False
-                last_train = {**means(sums, "train", gbs), "train/lr": lrs[-1]}
+    due = period_s > 0 and time.monotonic() - state.last_save >= period_s
+    state.carry, sums, (stop_flag, due_flag) = train_step(run.model, state.carry, batch, run.optimizers, lrs,
+                                                          run.gbs, run.world_size, [float(stop.requested), float(due)])
+    if state.compiling:
+        run.say(f"first step with torch.compile took {time.monotonic() - state.tick:.1f} s "
+                f"({compile_cache.describe(compile_cache.cache_stats())})")
+        state.compiling = False
+    state.last_train = {**means(sums, "train", run.gbs), "train/lr": lrs[-1]}
 
-                if not all_finite(sums):
-                    bad = {k: v for k, v in last_train.items() if not np.isfinite(v)}
-                    error = f"non-finite loss at step {step}: {bad}"
-                    if master:
-                        logger.log(step, step / steps_per_epoch, time.time() - started, last_train)  # type: ignore[union-attr]
-                        print(f"[train] diverged: {error}", file=sys.stderr)
-                    return finish("diverged", error, DIVERGED_EXIT)
+    if not all_finite(sums):
+        bad = {k: v for k, v in state.last_train.items() if not np.isfinite(v)}
+        error = f"non-finite loss at step {state.step}: {bad}"
+        log(run, state, state.last_train)
+        run.say(f"diverged: {error}", file=sys.stderr)
+        return Ending("diverged", DIVERGED_EXIT, error)
+    if state.step % cfg["log_interval"] == 0 or state.step == 1:
+        log_progress(run, state, lrs[-1])
+    if stop_flag:
+        return stop_for_requeue(run, state)
+    if due_flag:
+        save_checkpoint(run, state)
+    return None
 
-                if master and (step % cfg["log_interval"] == 0 or step == 1):
-                    logger.log(step, step / steps_per_epoch, time.time() - started, last_train)  # type: ignore[union-attr]
-                    now = time.monotonic()
-                    rate = (step - tick_step) / max(now - tick, 1e-9)
-                    tick, tick_step = now, step
-                    print(f"[train] step {step}/{total_steps} epoch {step / steps_per_epoch:.1f} "
-                          f"loss {last_train['train/lm_loss']:.4f} acc {last_train['train/accuracy']:.3f} "
-                          f"lr {lrs[-1]:.2e} {rate:.2f} steps/s", flush=True)
 
-                if stop_flag:
-                    return requeue_exit()
-                if due_flag:
-                    save()
-                    last_save = time.monotonic()
-                if step >= total_steps:
-                    break
-        # The data moved to the next iteration only if this one ran to its end (not at a step cap).
-        iters_done = train_data.state_dict()["epoch"]
+def end_of_iteration(run: Run, state: LoopState, stop: runtime.StopSignal) -> Ending | None:
+    """Evaluate, tell the sweep's pruner, checkpoint; the run's ending if the pruner or a stop signal ends it."""
+    # The data moved to the next iteration only if this one ran to its end (not at a step cap).
+    state.iters_done = run.train_data.state_dict()["epoch"]
+    if evaluate_and_report(run, state):
+        run.say(f"pruned by the sweep at evaluation {state.iters_done} (step {state.step})")
+        return Ending("pruned")
+    if run.cfg["checkpoint_every_eval"] and state.iters_done < run.total_iters and state.step < run.total_steps:
+        save_checkpoint(run, state, weights=True)
+    if distributed.agree(stop.requested, run.world_size):  # a long evaluation may have taken the signal
+        return stop_for_requeue(run, state)
+    return None
 
-        # --- evaluation at the end of every iteration (= eval_interval epochs)
-        if run_eval():
-            if master:
-                print(f"[train] pruned by the sweep at evaluation {iters_done} (step {step})", flush=True)
-            return finish("pruned", None, 0)
-        if cfg["checkpoint_every_eval"] and iters_done < total_iters and step < total_steps:
-            save(weights=True)
-            last_save = time.monotonic()
-        if agree(stop.requested, world_size):  # a long evaluation may have taken the signal
-            return requeue_exit()
 
-    # --- the end: an evaluation of the final weights (unless that just happened), final checkpoint
-    if eval_step != step:
-        run_eval()
-    save(final=True)
-    if master:
-        print(f"[train] done: {step} steps, eval/exact_accuracy {last_eval.get('eval/exact_accuracy')}", flush=True)
-    return finish("completed", None, 0)
+def evaluate_and_report(run: Run, state: LoopState) -> bool:
+    """Evaluate, log, and tell the sweep's pruner (if any); True on every rank when it says stop."""
+    state.last_eval, state.eval_step = evaluate(run.model, run.raw_model, run.eval_data, run.device,
+                                                run.world_size), state.step
+    exact = state.last_eval.get("eval/exact_accuracy", float("nan"))
+    if state.best_exact is None or exact > state.best_exact:
+        state.best_exact = exact
+    log(run, state, state.last_eval)
+    run.say(f"eval at step {state.step}: exact_accuracy {exact:.4f} "
+            f"accuracy {state.last_eval.get('eval/accuracy', float('nan')):.4f}")
+    metric = run.pruning_metric
+    value = state.last_eval.get(metric, state.last_eval.get(f"eval/{metric}"))
+    # The pruner's step unit is the evaluation count (min_iter / max_iter count evaluations).
+    prune = bool(run.master and run.ctx.in_sweep and value is not None and state.step < run.total_steps
+                 and runtime.report(state.iters_done, value))
+    return distributed.agree(prune, run.world_size)
+
+
+def log(run: Run, state: LoopState, metrics: dict[str, float]) -> None:
+    """To progress.jsonl (and W&B), on rank 0."""
+    if run.logger is not None:
+        run.logger.log(state.step, state.step / run.steps_per_epoch, time.time() - state.started, metrics)
+
+
+def log_progress(run: Run, state: LoopState, lr: float) -> None:
+    if not run.master:
+        return
+    log(run, state, state.last_train)
+    now = time.monotonic()
+    rate = (state.step - state.tick_step) / max(now - state.tick, 1e-9)
+    state.tick, state.tick_step = now, state.step
+    run.say(f"step {state.step}/{run.total_steps} epoch {state.step / run.steps_per_epoch:.1f} "
+            f"loss {state.last_train['train/lm_loss']:.4f} acc {state.last_train['train/accuracy']:.3f} "
+            f"lr {lr:.2e} {rate:.2f} steps/s")
+
+
+def save_checkpoint(run: Run, state: LoopState, *, weights: bool = False) -> None:
+    """latest.pt (and a step_*.pt of the weights with `weights`). Collective: every rank contributes
+    its RNG, data position and carry; rank 0 writes."""
+    local = {"rng": checkpoint.rng_state(), "data": run.train_data.state_dict(),
+             "carry": checkpoint.to_cpu(state.carry)}
+    ranks = distributed.gather_objects(local, run.rank, run.world_size)
+    if run.master:
+        model_state = run.raw_model.state_dict()
+        checkpoint.save_latest(run.ckpt_dir, {
+            "step": state.step, "iters_done": state.iters_done, "epoch": state.step / run.steps_per_epoch,
+            "model": model_state, "optimizers": [o.state_dict() for o in run.optimizers], "config": run.cfg,
+            "ranks": ranks, "loop": state.loop_record()})
+        if weights:
+            checkpoint.save_weights(run.ckpt_dir, step=state.step, model=model_state, config=run.cfg)
+    state.last_save = time.monotonic()
+
+
+# --------------------------------------------------------------------------------------------
+# endings
+
+
+def stop_for_requeue(run: Run, state: LoopState) -> Ending:
+    """Checkpoint and leave without metrics; the task runner requeues and the next attempt resumes here."""
+    save_checkpoint(run, state)
+    run.say(f"stop signal: checkpointed step {state.step} to {run.ckpt_dir}; exiting for requeue")
+    return Ending(None)
+
+
+def complete(run: Run, state: LoopState) -> Ending:
+    """Trained to the end: an evaluation of the final weights (unless that just happened), the final checkpoint."""
+    if state.eval_step != state.step:
+        evaluate_and_report(run, state)
+    save_checkpoint(run, state, weights=True)
+    run.say(f"done: {state.step} steps, eval/exact_accuracy {state.last_eval.get('eval/exact_accuracy')}")
+    return Ending("completed")
+
+
+def finish(run: Run, state: LoopState, ending: Ending) -> int:
+    """The one way out: the metrics file (unless stopped for requeue), the logs closed, the process group left."""
+    if run.master:
+        if ending.status is not None:
+            final = {k: finite_or_none(v) for k, v in
+                     summary(state.step, state.step / run.steps_per_epoch, run.num_params, state.last_train,
+                             state.last_eval, state.best_exact).items()}
+            if run.ctx.in_sweep:
+                runtime.write_metrics(final, status=ending.status, error=ending.error)
+            else:
+                write_run_metrics(run.run_dir / "metrics.json", final, status=ending.status, error=ending.error)
+        if run.logger is not None:
+            run.logger.close(exit_code=ending.code)
+    distributed.teardown()
+    return ending.code
 
 
 # An absolute path: under `python -m train` Hydra would otherwise look for a `configs` *package*.

@@ -16,7 +16,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from train.data import sudoku
 from train.data.dataset import PuzzleDataset
 from train.model import ACTLossHead, HRMACT, HRMConfig
-from train.pretrain import build_optimizers, evaluate, train_step
+from train.pretrain import build_optimizers
+from train.steps import evaluate, train_step
 
 # What waits for the GPU on CUDA (and what puts host data on it: lift_fresh is torch.tensor(python data)).
 SYNC_OPS = {"aten._local_scalar_dense", "aten.is_nonzero", "aten.nonzero", "aten._unique2", "aten._unique",
