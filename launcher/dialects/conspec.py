@@ -1,6 +1,6 @@
 """ConSpec-style sweep files: a hyperparameter table, a list of environments, a search block.
 
-    # configs/sweeps/conspec_keydoor.yaml
+    # a ConSpec-style sweep file (configs/sweeps/conspec_keydoor.yaml is one that runs)
     name: conspec_keydoor                # default: the file name
     command: python -m train             # default: python -m train
     hyperparameters:
@@ -19,9 +19,13 @@
       seed: 0
     resources: {time: "04:00:00", gres: "gpu:1"}
     max_parallel: 16
+    logging: {wandb_project: conspec, wandb_entity: my-team}   # optional; both keys optional
 
-A `grid` search needs every hyperparameter to be a choice. A random search samples each
-environment's trials independently.
+A random search samples each environment's trials independently. `logging:` is kept in the
+spec's `extra["logging"]` (strings only), for the runner to hand to the runs as
+WANDB_PROJECT and WANDB_ENTITY.
+
+A `grid` search needs every hyperparameter to be a choice.
 """
 from __future__ import annotations
 
@@ -35,10 +39,11 @@ from launcher.spec import DEFAULT_COMMAND, Dist, SweepSpec
 
 DIALECT = "conspec"
 KEYS = ("name", "description", "command", "hyperparameters", "environments", "environment_key", "training",
-        "search", "resources", "max_parallel")
+        "search", "resources", "max_parallel", "logging")
 SEARCH_KEYS = ("method", "n_trials", "optimization_metric", "goal", "seed", "repeats")
 PARAM_FIELDS = ("type", "values", "min", "max", "probabilities", "q", "log")
 TYPES = ("choice", "uniform", "loguniform", "int_uniform", "int_loguniform", "pow2")
+LOGGING_KEYS = ("wandb_project", "wandb_entity")
 METHODS = {"random": "random", "grid": "grid", "bayesian": "bayes", "bayes": "bayes"}
 
 
@@ -62,6 +67,20 @@ def _param(name: str, spec: Any, file: str | None) -> Dist:
         raise _err(f"unknown type {spec['type']!r}", file, f"{key}.type", "use one of: " + ", ".join(TYPES))
     return make_dist(kind, file=file, key=key, dialect=DIALECT, low=spec.get("min"), high=spec.get("max"),
                      values=spec.get("values"), probabilities=spec.get("probabilities"), q=spec.get("q"))
+
+
+def _logging(tree: Any, file: str | None) -> dict[str, str]:
+    block = require_mapping(tree if tree is not None else {}, file=file, key="logging", dialect=DIALECT,
+                            example="{wandb_project: conspec, wandb_entity: my-team}")
+    check_unknown_keys(block, LOGGING_KEYS, file=file, dialect=DIALECT, prefix="logging")
+    out = {}
+    for k, v in block.items():
+        if v is None:
+            continue
+        if not isinstance(v, str) or not v.strip():
+            raise _err(f"expected a name, got {v!r}", file, f"logging.{k}", f"write {k} as a non-empty string")
+        out[k] = v
+    return out
 
 
 def parse(doc: dict, *, file: str) -> SweepSpec:
@@ -126,6 +145,7 @@ def parse(doc: dict, *, file: str) -> SweepSpec:
         environments=environments, env_key=env_key,
         repeats=positive_int(search.get("repeats", 1), file=file, key="search.repeats", dialect=DIALECT),
         metric=metric, goal=goal, resources=resources, dialect=DIALECT, source=file,
-        extra={"description": doc["description"]} if "description" in doc else {},
+        extra={**({"description": doc["description"]} if "description" in doc else {}),
+               **({"logging": _logging(doc["logging"], file)} if "logging" in doc else {})},
     )
     return spec

@@ -9,7 +9,7 @@ import yaml
 from jobs.errors import UserError
 from launcher.dialects.conspec import parse
 from launcher.plans import expand
-from launcher.plans.sampling import in_domain
+from search.kinds import in_domain
 
 FILE = "configs/sweeps/conspec.yaml"
 
@@ -62,6 +62,16 @@ def test_bayesian_grid_and_environment_key():
     assert grid.method == "grid" and len(expand(grid)) == 2 * 3 * 3
 
 
+def test_logging_block_is_kept_for_the_runner():
+    spec = load(logging={"wandb_project": "conspec", "wandb_entity": "my-team"}, description="keys and doors")
+    assert spec.extra == {"description": "keys and doors",
+                          "logging": {"wandb_project": "conspec", "wandb_entity": "my-team"}}
+    assert load(logging={"wandb_project": "conspec", "wandb_entity": None}).extra == {
+        "logging": {"wandb_project": "conspec"}}
+    assert load(logging={}).extra == {"logging": {}} and "logging" not in load().extra
+    assert len(expand(load(logging={"wandb_project": "conspec"}))) == 150   # planning ignores it
+
+
 def test_budget_and_grid_are_checked_when_planning():
     with pytest.raises(UserError, match="needs a number of trials") as info:
         expand(load(search={"method": "random"}))
@@ -86,6 +96,10 @@ def test_budget_and_grid_are_checked_when_planning():
     (dict(search={"method": "bayesian", "n_trials": 3}), "search.optimization_metric", "optimization_metric"),
     (dict(environments=["a", "a"]), "environments", "distinct"),
     (dict(envs=["a"]), "envs", "unknown key"),
+    (dict(logging=["wandb"]), "logging", "expected a mapping"),
+    (dict(logging={"project": "x"}), "logging.project", "unknown key"),
+    (dict(logging={"wandb_project": 3}), "logging.wandb_project", "expected a name"),
+    (dict(logging={"wandb_entity": " "}), "logging.wandb_entity", "expected a name"),
 ])
 def test_bad_files_name_file_key_and_fix(changes, key, match):
     with pytest.raises(UserError, match=match) as info:

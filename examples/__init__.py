@@ -1,0 +1,1 @@
+"""Programs that a sweep runs as written, end to end (see examples/keydoor)."""

@@ -1,0 +1,102 @@
+"""`python -m examples.keydoor key=value ...`: train the ConSpec agent on one key-door task.
+
+  exit 0  finished (metrics written to $SWEEP_RESULT_FILE inside a sweep), or stopped by
+          SIGUSR1/USR2/TERM after saving a checkpoint (the sweep's runner requeues the task)
+  exit 2  a bad argument (jobs.errors.UserError), one line on stderr
+
+Inside a sweep the checkpoint lives in $SWEEP_CHECKPOINT_DIR (set it by hand to checkpoint
+outside one); an existing checkpoint there is resumed, exactly.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from jobs import runtime
+from jobs.errors import UserError
+
+CHECKPOINT_EVERY_S = 60.0   # Mila's preemption kills without a signal: only periodic saves survive it
+PRINT_EVERY_S = 5.0
+EVAL_EPISODES = 200
+BASELINE_EPISODES = 1000
+BASELINE_SEED = 1_000_003   # layouts for the random baseline and the evaluation, apart from training's
+
+
+def _line(t: Any, elapsed: float) -> str:
+    m = t.metrics()
+    return (f"episode {t.episode}/{t.cfg.episodes}  mean_reward {m['mean_reward']:.3f}  "
+            f"success_rate {m['success_rate']:.2f}  doors {m['doors_opened']:.2f}  eps {t.epsilon:.3f}  "
+            f"prototypes {m['prototypes_valid']}/{t.cfg.num_prototypes}  {elapsed:.0f}s")
+
+
+def run(argv: list[str], stop: Any = None) -> int:
+    from examples.keydoor.config import parse_args
+    cfg = parse_args(argv)                  # before torch: a typo costs no import time
+
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from examples.keydoor import env
+    from examples.keydoor.tracking import Tracker
+    from examples.keydoor.trainer import CHECKPOINT, Trainer
+
+    torch.set_num_threads(1)    # many trials share a node's cores; one thread each is the fast way
+    ctx = runtime.context()
+    stop = stop or runtime.StopSignal.install()
+    start = time.monotonic()
+    trainer = Trainer(cfg)
+    ckpt_dir = ctx.checkpoint_dir
+    resumed_from = None
+    if ckpt_dir is not None and (ckpt_dir / CHECKPOINT).exists():
+        trainer.load(ckpt_dir / CHECKPOINT)
+        resumed_from = trainer.episode
+        print(f"resumed from {ckpt_dir / CHECKPOINT} at episode {trainer.episode}", flush=True)
+    tracker = Tracker(ctx.trial_dir, config=dataclasses.asdict(cfg), use_wandb=cfg.wandb,
+                      run_id=ctx.trial_id, resume_step=trainer.episode)
+    saved = printed = time.monotonic()
+    while not trainer.finished and not stop.requested:
+        stats = trainer.iteration()
+        metrics = trainer.metrics()
+        tracker.log(trainer.episode, {**metrics, **stats})
+        if runtime.report(trainer.episode, metrics["mean_reward"]):   # a pruner in the sweep says stop
+            runtime.write_metrics({**metrics, "resumed_from_episode": resumed_from}, status="pruned")
+            tracker.close()
+            return 0
+        now = time.monotonic()
+        if ckpt_dir is not None and now - saved >= CHECKPOINT_EVERY_S and not trainer.finished:
+            trainer.save(ckpt_dir)
+            saved = now
+        if now - printed >= PRINT_EVERY_S or trainer.finished:
+            print(_line(trainer, now - start), flush=True)
+            printed = now
+    if stop.requested and not trainer.finished:
+        if ckpt_dir is not None:
+            trainer.save(ckpt_dir)
+        print(f"stopped by signal {stop.signum} at episode {trainer.episode}; "
+              f"checkpoint {'saved in ' + str(ckpt_dir) if ckpt_dir else 'not kept (no SWEEP_CHECKPOINT_DIR)'}",
+              flush=True)
+        tracker.close()
+        return 0
+
+    rewards, successes = env.random_policy(cfg.environment, BASELINE_EPISODES, np.random.default_rng(BASELINE_SEED),
+                                           cfg.max_steps_per_episode)
+    result = {**trainer.metrics(), **trainer.evaluate(EVAL_EPISODES, BASELINE_SEED),
+              "random_success_rate": float(successes.mean()), "random_mean_reward": float(rewards.mean()),
+              "resumed_from_episode": resumed_from, "train_time_s": round(time.monotonic() - start, 2)}
+    runtime.write_metrics(result)
+    tracker.log(trainer.episode, {k: v for k, v in result.items() if k.startswith(("eval_", "random_"))})
+    tracker.close()
+    print("result: " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()),
+          flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return UserError.exit_code
