@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from jobs.errors import UserError
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "configs" / "clusters"
@@ -88,10 +86,10 @@ def _resolve(name_or_file: str) -> Path:
 def load_profile(name_or_file: str) -> ClusterProfile:
     """A profile by name (configs/clusters/<name>.yaml) or by path."""
     path = _resolve(name_or_file)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise UserError(f"not valid YAML ({exc})", file=str(path), fix="fix the syntax") from None
+    from launcher import safe_yaml
+
+    # A profile may come from a user's path: read within safe_yaml's limits like a sweep file.
+    data = safe_yaml.read(path, what="cluster profile") or {}
     if not isinstance(data, dict):
         raise UserError("a cluster profile must be a mapping", file=str(path),
                         fix="start from configs/clusters/generic.yaml")

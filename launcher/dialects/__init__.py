@@ -53,25 +53,15 @@ _METTA_ONLY_DISTS = ("uniform_pow2", "logit_normal")
 # --------------------------------------------------------------------------- reading
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """The file's single YAML document as a mapping; any problem is one UserError line."""
-    import yaml  # pyyaml: only the launcher reads sweep files
+    """The file's single YAML document as a mapping; any problem is one UserError line.
+
+    Read through launcher.safe_yaml: a hostile file (aliases that expand into a huge tree,
+    very deep nesting, a huge file) is refused within a second, like a syntax error.
+    """
+    from launcher import safe_yaml  # pyyaml: only the launcher reads sweep files
 
     file = str(path)
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise UserError("no such file", file=file, fix="check the path of the sweep file") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read the file ({exc.__class__.__name__})", file=file,
-                        fix="pass a readable YAML sweep file") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"invalid YAML{where}: {problem}", file=file,
-                        fix="fix the YAML syntax (indentation, quotes, a missing ':')") from None
+    doc = safe_yaml.read(path, what="sweep file")
     if doc is None:
         raise UserError("the file is empty", file=file, fix="write a sweep (see configs/sweeps/)")
     if not isinstance(doc, dict):
