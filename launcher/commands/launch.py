@@ -248,6 +248,7 @@ def _print_dry_run(doc: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from launcher import sweepdir
+    from launcher.checks.trainer_overrides import check_overrides
     from launcher.cluster import load_profile, with_resources
 
     executor = args.executor or default_executor()
@@ -259,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--wait and --detach contradict each other", key="--wait", fix="pass one of them")
     spec, spec_text = load(args)
     trials = plan_trials(spec)
+    check_overrides(spec, trials, command_line=args.items)  # a trainer sweep: every key and value, before any write
     profile = load_profile(args.cluster or os.environ.get("SWEEP_CLUSTER") or
                            ("local" if executor == "local" else "generic"))
     profile = with_resources(profile, spec.resources, source=spec.source)

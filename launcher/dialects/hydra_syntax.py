@@ -123,4 +123,9 @@ def parse_assignment(text: str, *, file: str | None = None,
                         dialect=dialect, fix="remove the `~` override")
     prefix = {OverrideType.ADD: "+", OverrideType.FORCE_ADD: "++"}.get(override.type, "")
     key = prefix + key
+    if not text.split("=", 1)[1].strip():
+        # Hydra reads `lr=` as the empty string: a value left out by mistake (`lr=$LR` with LR
+        # unset) that the program would only refuse, or misuse, once each trial runs.
+        raise UserError(f"{text!r} has no value after '='", file=file, key=key, dialect=dialect,
+                        fix=f"write {key}=VALUE ({key}=null means none, {key}='' the empty string)")
     return key, _to_dist(override.value(), file=file, key=key, dialect=dialect)

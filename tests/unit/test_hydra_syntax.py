@@ -71,3 +71,18 @@ def test_bad_expressions_are_user_errors_naming_file_and_key(text, match):
     msg = str(info.value)
     assert msg.startswith("sweep.yaml: key 'a'") and "(read as the hydra dialect)" in msg
     assert info.value.fix
+
+
+@pytest.mark.parametrize("text", ["lr=", "lr=  ", "+extra=", "a.b@pkg="])
+def test_an_empty_value_is_refused(text):
+    # Hydra itself reads `lr=` as the empty string; every trial would get it.
+    with pytest.raises(UserError, match="has no value after '='") as info:
+        parse_assignment(text, file="command line")
+    key = text.split("=")[0]
+    assert str(info.value).startswith(f"command line: key '{key}'")
+    assert f"{key}=null" in str(info.value)
+
+
+def test_an_explicit_empty_string_or_null_is_a_value():
+    assert parse_assignment("lr=''") == ("lr", "")
+    assert parse_assignment("lr=null") == ("lr", None)
