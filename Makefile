@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DEMO_DATA ?= data/sudoku-demo
 DEMO_DIR  ?= sweeps/demo
 
-.PHONY: demo test install cluster-up cluster-down bench clean
+.PHONY: demo demo-keydoor test install cluster-up cluster-down bench clean
 
 # A virtualenv with everything the toolkit, the trainer and the tests need.
 # torch is pinned to the CPU build that lies on this kind of machine's disk; on a GPU node
@@ -26,6 +26,17 @@ demo: $(VENV)/.installed
 	$(BIN)/sweep launch configs/sweeps/demo.yaml --executor local --dir $(DEMO_DIR) data_path=$(abspath $(DEMO_DATA))
 	$(BIN)/sweep collect $(DEMO_DIR) --format table --sort eval/exact_accuracy
 	$(BIN)/sweep report $(DEMO_DIR)
+
+# The ConSpec search in small: a few short trials per key-door environment (examples/keydoor) on
+# local processes, two at a time, then the report (reward and success rate per environment).
+KEYDOOR_DIR      ?= sweeps/demo-keydoor
+KEYDOOR_TRIALS   ?= 4
+KEYDOOR_EPISODES ?= 1500
+demo-keydoor: $(VENV)/.installed
+	rm -rf $(KEYDOOR_DIR)
+	$(BIN)/sweep launch configs/sweeps/conspec_keydoor.yaml --executor local --dir $(KEYDOOR_DIR) --trials $(KEYDOOR_TRIALS) --max-parallel 2 episodes=$(KEYDOOR_EPISODES)
+	$(BIN)/sweep collect $(KEYDOOR_DIR) --format table --sort mean_reward
+	$(BIN)/sweep report $(KEYDOOR_DIR)
 
 # The whole suite on a real single-node Slurm cluster that scripts/cluster.sh starts (and stops again
 # if it was not running before).

@@ -65,6 +65,38 @@ def metric_distribution(frame: pd.DataFrame, metric: Metric, path: str) -> str |
     return _save(fig, path)
 
 
+def success_by_environment(frame: pd.DataFrame, metric: Metric, path: str) -> str | None:
+    """Success rate per environment (results' `success_rate`), whatever the ranking metric, with
+    the random policy's (`random_success_rate`) marked where trials report it."""
+    col, baseline = "results.success_rate", "results.random_success_rate"
+    if col not in frame or not pd.api.types.is_numeric_dtype(frame[col]):
+        return None
+    done = frame[frame["status"].eq("completed")] if "status" in frame else frame
+    done = done[done[col].notna()]
+    if done.empty:
+        return None
+    groups = _envs(done)
+    names = sorted(groups.unique(), key=str)
+    data = [done.loc[groups == g, col].astype(float).to_numpy() for g in names]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(names) + 2), 4))
+    ax.boxplot(data, showfliers=False)
+    ax.set_xticks(range(1, len(names) + 1), names)
+    rng = np.random.default_rng(0)
+    for i, values in enumerate(data, start=1):
+        if len(values) > MAX_POINTS:
+            values = rng.choice(values, MAX_POINTS, replace=False)
+        ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=10, alpha=0.5)
+    if baseline in done and pd.api.types.is_numeric_dtype(done[baseline]) and done[baseline].notna().any():
+        means = [done.loc[groups == g, baseline].astype(float).mean() for g in names]
+        ax.scatter(range(1, len(names) + 1), means, marker="_", s=600, c="red", zorder=3, label="random policy")
+        ax.legend(fontsize=8)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel("success rate")
+    ax.set_title(f"success rate per environment ({len(done)} completed trials)")
+    return _save(fig, path)
+
+
 def _log_scale(values: pd.Series) -> bool:
     v = values.dropna().astype(float)
     return bool(len(v) and (v > 0).all() and v.max() / v.min() >= 50)
@@ -212,6 +244,7 @@ def draw_all(frame: pd.DataFrame, metric: Metric, out_dir: str) -> dict[str, str
     os.makedirs(out_dir, exist_ok=True)
     made = {}
     for title, fn, name in (("Metric per environment", metric_distribution, "metric_by_environment.png"),
+                            ("Success rate per environment", success_by_environment, "success_by_environment.png"),
                             ("Hyperparameters against the metric", hp_vs_metric, "hp_vs_metric.png"),
                             ("Best configurations side by side", best_configs, "best_configs.png"),
                             ("Learning curves", learning_curves, "learning_curves.png")):
