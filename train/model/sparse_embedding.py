@@ -81,6 +81,10 @@ class CastedSparseEmbeddingSignSGD(Optimizer):
                           world_size=group["world_size"])
 
 
+# all_gather_into_tensor was renamed all_gather_single (torch 2.13 warns on the old name in every rank's log).
+_all_gather_into = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+
+
 def _signsgd_rows(local_grad: torch.Tensor, local_ids: torch.Tensor, table: torch.Tensor, *,
                   lr: float, weight_decay: float, world_size: int) -> None:
     grads, ids = local_grad, local_ids
@@ -89,8 +93,8 @@ def _signsgd_rows(local_grad: torch.Tensor, local_ids: torch.Tensor, table: torc
         grads = torch.empty((world_size * local_grad.shape[0], local_grad.shape[1]),
                             dtype=local_grad.dtype, device=local_grad.device)
         ids = torch.empty(world_size * local_ids.shape[0], dtype=local_ids.dtype, device=local_ids.device)
-        dist.all_gather_into_tensor(grads, local_grad)
-        dist.all_gather_into_tensor(ids, local_ids)
+        _all_gather_into(grads, local_grad)
+        _all_gather_into(ids, local_ids)
 
     # The same puzzle may appear several times in a batch: sum its gradients first. Not with
     # unique(), whose output size depends on the data (a host sync on CUDA): sort the ids, number
