@@ -9,7 +9,7 @@ from jobs.errors import UserError
 
 # Subcommand modules, each with `add_parser(subparsers)` and `run(args) -> int`.
 # Imported lazily by name so `sweep status` never pays for pandas or torch.
-COMMANDS = ("launch", "status", "resume", "cancel", "collect", "report", "best")
+COMMANDS = ("launch", "status", "resume", "cancel", "collect", "report", "best", "sync")
 
 
 def _available() -> list[str]:
