@@ -31,6 +31,8 @@ def _line(t: Any, elapsed: float) -> str:
 
 
 def run(argv: list[str], stop: Any = None) -> int:
+    # First of all: a requeue during the imports below must find the handler, not kill us.
+    stop = stop or runtime.StopSignal.install()
     from examples.keydoor.config import parse_args
     cfg = parse_args(argv)                  # before torch: a typo costs no import time
 
@@ -45,7 +47,6 @@ def run(argv: list[str], stop: Any = None) -> int:
 
     torch.set_num_threads(1)    # many trials share a node's cores; one thread each is the fast way
     ctx = runtime.context()
-    stop = stop or runtime.StopSignal.install()
     start = time.monotonic()
     trainer = Trainer(cfg)
     ckpt_dir = ctx.checkpoint_dir
