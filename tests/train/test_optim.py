@@ -36,7 +36,8 @@ def reference_rule(start: list[float], grads: list[list[float] | None], lrs: lis
                 m[i] = rounding(m[i] + (1 - b1) * (g - m[i]))
                 v[i] = rounding(v[i] + (1 - b2) * (g * g - v[i]))
                 decayed = p[i] * (1 - lr * wd)
-                p[i] = rounding(decayed - lr / (1 - b1 ** t) * math.atan2(m[i], math.sqrt(v[i]) / math.sqrt(1 - b2 ** t)))
+                update = math.atan2(m[i], math.sqrt(v[i]) / math.sqrt(1 - b2 ** t))
+                p[i] = rounding(decayed - lr / (1 - b1 ** t) * update)
         history.append(list(p))
     return history
 
