@@ -3,9 +3,11 @@
 Most files of a sweep share one key layout. Such files are kept as plain rows of values
 (no dict per row, no per-value name lookup), and the types of each row's values as one
 tuple, so that at the end each column is typed without visiting its values again, then
-built with numpy (numbers) or arrow (text) and put in row order. Files that fit no layout
-(nested values, two keys for one column, foreign shapes) are flattened value by value:
-`flatten_record` shows what one file becomes. See results.collect for the column names.
+built with numpy (numbers) or Arrow (text) and put in row order (results.columns). Files that
+fit no layout (nested values, two keys for one column, foreign shapes) are flattened value by
+value: `flatten_record` shows what one file becomes. See results.collect for the column names.
+
+No pandas here: the collector's workers and its cached path never import it (results.columns).
 """
 from __future__ import annotations
 
@@ -14,29 +16,27 @@ import gc
 import json
 import os
 from operator import itemgetter
-from typing import Any, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
+
+from results import columns as C
 
 try:  # optional: ~4x faster parsing; it rejects NaN/Infinity tokens, so json is the fallback
     import orjson as _orjson
 except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
-try:  # pandas' own string dtype is arrow-backed when pyarrow is there: build it directly
-    import pyarrow as _pa
-except ImportError:  # pragma: no cover - depends on the environment
-    _pa = None
 
 # Meta columns, in display order. Everything else follows: job.*, hp.*, results.*, extras, path.
-META = ("sweep", "trial", "trial_id", "stage", "environment", "status", "runtime_s", "error",
+META = ("sweep", "user", "trial", "trial_id", "stage", "environment", "status", "runtime_s", "error",
         "timestamp", "job.id", "job.node", "job.attempt", "job.gpu")
 _META_KEYS = frozenset(META)
 RESULT_KEYS = ("results", "metrics")
 HP_KEYS = ("hyperparameters", "params", "hparams", "config")
 ENV_KEYS = ("environment", "env", "task", "group")
 _RESERVED = _META_KEYS | {"path", "schema"}
-_INT_COLUMNS = ("stage", "trial", "job.attempt")
 _READ_SIZE = 1 << 16
 
 
@@ -122,7 +122,7 @@ def _verdict(types: tuple) -> int:
 
 _EMPTY: dict = {}
 _MAX_PLANS = 128
-Piece = tuple[np.ndarray, Sequence, set]     # row numbers, their values, the values' types
+Piece = C.Piece
 
 
 class Columns:
@@ -267,17 +267,20 @@ class Columns:
             out.setdefault(name, []).append((np.array(rows, dtype=np.intp), values, set(map(type, values))))
         return out
 
-    def frame(self, extra: dict[str, list] | None = None) -> pd.DataFrame:
-        """One DataFrame, rows in the order they were added; `extra` columns are already in it.
-        Drifted columns are fixed later, once, by `fix_types` on the merged frame: a chunk
+    def table(self, extra: dict[str, list] | None = None) -> pa.Table:
+        """One Arrow table, rows in the order they were added; `extra` columns are already in it.
+        Drifted columns are fixed later, once, by `columns.fix_types` on everything: a chunk
         does not see the other chunks' values, and a column's type must not depend on chunking."""
         pieces = self.pieces()
         everything = np.arange(self.n)
         for name, values in (extra or {}).items():
             pieces[name] = [(everything, values, set(map(type, values)))]
         # In display order already: chunks that agree on their columns concatenate in order.
-        return pd.DataFrame({name: column(self.n, pieces[name]) for name in column_order(pieces)},
-                            index=pd.RangeIndex(self.n))
+        return C.table({name: C.build(self.n, pieces[name]) for name in column_order(pieces)})
+
+    def frame(self, extra: dict[str, list] | None = None) -> Any:
+        """The same as a pandas DataFrame (tests and tools; the collector stays in Arrow)."""
+        return C.to_pandas(self.table(extra))
 
 
 def flatten_record(obj: Any, sweep: str | None = None) -> dict[str, Any] | str:
@@ -288,26 +291,30 @@ def flatten_record(obj: Any, sweep: str | None = None) -> dict[str, Any] | str:
     return bad if bad is not None else {k: values[0] for k, (_, values) in cols.slow.items()}
 
 
-def read_result(path: str) -> bytes | str | None:
-    """The file's bytes, the reason it cannot be read, or None when it does not exist
-    (a trial that has not finished yet is not a bad file). Three syscalls: open() would add
-    fstat, ioctl and buffer objects."""
+def read_result(path: str) -> tuple[bytes | str | None, int, int, int]:
+    """(the file's bytes, or the reason it cannot be read, or None when it does not exist),
+    and its size, mtime_ns and inode (-1 when unknown): the key the collect cache keeps.
+    A trial that has not finished yet is not a bad file. os.open/fstat/read/close: open()
+    would add an ioctl and buffer objects; fstat on the open file costs no path lookup."""
     try:
         fd = os.open(path, os.O_RDONLY)
-        try:
-            data = os.read(fd, _READ_SIZE)
-            if len(data) == _READ_SIZE:
-                parts = [data]
-                while chunk := os.read(fd, _READ_SIZE):
-                    parts.append(chunk)
-                data = b"".join(parts)
-            return data
-        finally:
-            os.close(fd)
     except (FileNotFoundError, NotADirectoryError):
-        return None
+        return None, -1, -1, -1
     except OSError as exc:
-        return f"unreadable ({exc.strerror or exc})"
+        return f"unreadable ({exc.strerror or exc})", -1, -1, -1
+    try:
+        st = os.fstat(fd)
+        data = os.read(fd, _READ_SIZE)
+        if len(data) == _READ_SIZE:
+            parts = [data]
+            while chunk := os.read(fd, _READ_SIZE):
+                parts.append(chunk)
+            data = b"".join(parts)
+        return data, st.st_size, st.st_mtime_ns, st.st_ino
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})", -1, -1, -1
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -323,101 +330,55 @@ def no_gc() -> Iterator[None]:
             gc.enable()
 
 
-def parse_chunk(items: list[tuple[str, str | None]]) -> tuple[pd.DataFrame, list[tuple[str, str]], int]:
-    """Parse (path, default sweep name) pairs into a DataFrame with a `path` column.
-    Also returns the bad files with their reasons, and how many files were read."""
+KEY_FIELDS = 3      # size, mtime_ns, inode
+
+
+@dataclass
+class Part:
+    """What one chunk of files gave."""
+    table: pa.Table                  # the good files' rows, with a `path` column
+    rows: np.ndarray                 # each row's item number (its position in the chunk)
+    keys: np.ndarray                 # (items, KEY_FIELDS) int64: size, mtime_ns, inode; -1 where none
+    bad: list[tuple[int, str]] = field(default_factory=list)   # item number, why it is no result
+    read: int = 0                    # files that exist (good or bad)
+
+
+def parse_chunk(items: list[tuple[str, str | None]]) -> Part:
+    """Parse (path, default sweep name) pairs into an Arrow table with a `path` column."""
     cols = Columns()
-    add, fast_loads = cols.add, _fast_loads
+    add, fast_loads, read_file = cols.add, _fast_loads, read_result
     paths: list[str] = []
-    bad: list[tuple[str, str]] = []
+    rows: list[int] = []
+    keys: list[tuple[int, int, int]] = []
+    bad: list[tuple[int, str]] = []
     read = 0
     with no_gc():
-        for path, sweep in items:
-            data = read_result(path)
+        for i, (path, sweep) in enumerate(items):
+            data, size, mtime, ino = read_file(path)
+            keys.append((size, mtime, ino))
             if data is None:
                 continue
             read += 1
             if type(data) is str:
-                bad.append((path, data))
+                bad.append((i, data))
                 continue
             try:
                 obj = fast_loads(data)
             except (ValueError, RecursionError):
                 obj, why = _loads_or_why(data)
                 if why is not None:
-                    bad.append((path, why))
+                    bad.append((i, why))
                     continue
             reason = add(obj, sweep)
             if reason is not None:
-                bad.append((path, reason))
+                bad.append((i, reason))
             else:
                 paths.append(path)
-        # Built here, in the worker: a DataFrame pickles back ~10x faster than lists of objects.
-        frame = cols.frame({"path": paths})
-    return frame, bad, read
-
-
-# --- typing ------------------------------------------------------------------------------
-
-_NUMBERS = frozenset({int, float})
-_NONE = type(None)
-_STR = pd.Series(["a"]).dtype       # what pandas makes of text: "str" (arrow or python), or object
-_ARROW_STR = _pa is not None and getattr(_STR, "storage", None) == "pyarrow"
-
-
-def column(n: int, pieces: list[Piece]) -> Any:
-    """n cells from pieces, typed as pandas would type the list of them: numbers and text
-    are built directly (3x faster than pandas' per-value inference), anything else is left
-    to pandas."""
-    kinds: set[type] = set()
-    covered = 0
-    for _, values, types in pieces:
-        kinds |= types
-        covered += len(values)
-    missing = covered < n or _NONE in kinds
-    kinds.discard(_NONE)
-    if kinds and kinds <= _NUMBERS:
-        dtype = np.int64 if kinds == {int} and not missing else np.float64
-        out = np.full(n, np.nan) if missing else np.empty(n, dtype)
-        try:
-            for idx, values, _ in pieces:
-                out[idx] = np.asarray(values).astype(dtype)   # None -> NaN, as pandas would
-            return out
-        except OverflowError:                               # an int beyond 64 bits: pandas keeps it as object
-            pass
-    if kinds == {str} and _ARROW_STR:
-        return pd.Series(_text(n, pieces, covered), dtype=_STR)
-    cells = np.full(n, None, dtype=object)
-    for idx, values, _ in pieces:
-        cells[idx] = values if isinstance(values, np.ndarray) else np.fromiter(values, dtype=object, count=len(values))
-    return cells.tolist()
-
-
-def _text(n: int, pieces: list[Piece], covered: int) -> Any:
-    """An arrow string array: each piece converted as it is, then put in row order by one
-    `take` in arrow (no pass over the Python strings to scatter them)."""
-    arrays = [_pa.array(values, type=_pa.large_string()) for _, values, _ in pieces]
-    if len(arrays) == 1 and covered == n:
-        return arrays[0]        # the row numbers are 0..n-1 in order
-    source = np.full(n, covered, dtype=np.int64)            # rows no piece has: the null appended below
-    source[np.concatenate([idx for idx, _, _ in pieces])] = np.arange(covered)
-    return _pa.concat_arrays([*arrays, _pa.nulls(1, _pa.large_string())]).take(source)
-
-
-def _numeric(values: list) -> list | None:
-    """Floats when every non-null cell is a number or numeric text ("nan", "Infinity", "1e-3")."""
-    out = []
-    for v in values:
-        if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
-            out.append(v)
-        elif isinstance(v, str):
-            try:
-                out.append(float(v))
-            except ValueError:
-                return None
-        else:
-            return None
-    return out
+                rows.append(i)
+        # Built here, in the worker: an Arrow table pickles back as a few buffers.
+        table = cols.table({"path": paths})
+    return Part(table, np.array(rows, dtype=np.int64),
+                np.array(keys, dtype=np.int64).reshape(len(items), KEY_FIELDS), bad, read)
 
 
 def column_order(columns: set[str] | list[str]) -> list[str]:
@@ -428,36 +389,3 @@ def column_order(columns: set[str] | list[str]) -> list[str]:
     job = sorted(c for c in cols if c.startswith("job.") and c not in _META_KEYS)
     rest = sorted(cols - set(meta) - set(hp) - set(res) - set(job) - {"path"})
     return meta + job + hp + res + rest + (["path"] if "path" in cols else [])
-
-
-def fix_types(frame: pd.DataFrame) -> pd.DataFrame:
-    """After the one construction, only drifted columns (numbers next to text) are fixed."""
-    fixed: dict[str, Any] = {}
-    # After a concat of chunks, a column that one chunk lacked is object: floats and None must
-    # become float again, and text str, as they are after one construction.
-    loose = [c for c in frame.columns if frame[c].dtype == object]
-    for name in loose:
-        inferred = frame[name].infer_objects()
-        if inferred.dtype != object:
-            fixed[name] = inferred
-    if fixed:
-        frame = frame.assign(**fixed)
-        fixed = {}
-    for name in frame.columns:
-        numeric_kind = name.startswith(("hp.", "results.")) or name in ("runtime_s",) + _INT_COLUMNS
-        if numeric_kind and frame[name].dtype == object:
-            values = _numeric([None if v is None or v is pd.NA or (isinstance(v, float) and v != v) else v
-                               for v in frame[name].tolist()])
-            if values is not None:
-                fixed[name] = pd.Series(values, dtype=float, index=frame.index)
-    if fixed:
-        frame = frame.assign(**fixed)
-    # Whole-number columns with gaps stay integers (stage 0, 1, 2 rather than 0.0, 1.0).
-    for name in _INT_COLUMNS:
-        if name in frame and frame[name].dtype == float:
-            col = frame[name]
-            whole = col.dropna()
-            # Beyond int64 (a trial number of 2**70) Int64 refuses: such a column stays float.
-            if len(whole) and ((whole % 1 == 0) & (whole.abs() < 2.0 ** 63)).all():
-                frame[name] = col.astype("Int64")
-    return frame

@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from jobs.atomic import write_bytes_atomic, write_text_atomic
+from jobs.atomic import write_text_atomic
 from jobs.errors import UserError
 from jobs.manifest import MANIFEST, read_manifest
 from results import analysis as an
 from results import figures as fig
 from results.collect import Skipped, collect
-from results.table import to_bytes, to_markdown
+from results.table import to_markdown
+from results.table import write as write_table
 
 MAX_FAILED_ROWS = 50
 MAX_ROLLOUT_ROWS = 40
@@ -212,7 +213,7 @@ def build_report(sweep_dir: str, out_dir: str | None = None, *, metric: str | No
         lines += ["No figure: no completed trial with this metric.", ""]
 
     csv = os.path.join(out_dir, _CSV)
-    write_bytes_atomic(csv, to_bytes(frame, "csv"))
+    write_table(frame, "csv", csv)
     report = os.path.join(out_dir, "report.md")
     write_text_atomic(report, "\n".join(lines))
     return Report(path=report, csv=csv, figures=figures, metric=chosen, skipped=skipped)

@@ -1,10 +1,16 @@
 """`sweep collect`: many sweeps and loose files into one table, bad files named, nothing valid lost."""
 from __future__ import annotations
 
+import glob
 import io
 import json
 import math
 import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,6 +19,8 @@ from jobs.errors import UserError
 from launcher.cli import main
 from results import collect as col
 from results import parse, table
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _write(path, text: str) -> None:
@@ -179,7 +187,7 @@ def test_inputs_globs_and_missing_paths(space):
 
 def _same_collection(a: col.Collection, b: col.Collection) -> None:
     pd.testing.assert_frame_equal(a.frame, b.frame)
-    assert a.skipped == b.skipped and a.files == b.files and a.sweeps == b.sweeps
+    assert a.skipped == b.skipped and a.files == b.files and a.sweeps == b.sweeps and a.unreadable == b.unreadable
 
 
 def test_pool_gives_the_same_frame_as_one_process(space, monkeypatch):
@@ -187,11 +195,12 @@ def test_pool_gives_the_same_frame_as_one_process(space, monkeypatch):
     # Chunks of 3 files: most go to the pool as they are listed, the last few are parsed here;
     # each chunk sees different drift, and the merged types must not show it.
     monkeypatch.setattr(col, "_CHUNK_FILES", 3)
+    monkeypatch.setattr(col, "_POOL_MIN", 1)
     _same_collection(serial, col.collect([space["root"], space["exp"]], workers=2))
 
 
 def _collect_in_daemon(root: str, queue) -> None:
-    col._CHUNK_FILES = 3
+    col._CHUNK_FILES, col._POOL_MIN = 3, 1
     queue.put(col.collect([root], workers=2))
 
 
@@ -303,3 +312,228 @@ def test_keys_in_any_order_give_the_same_columns():
     expected = pd.DataFrame([parse.flatten_record(d, "s") for d in docs])
     pd.testing.assert_frame_equal(frame[list(expected.columns)], expected)
     assert frame["hp.lr"].dtype == float and frame["hp.depth"].dtype == "int64" and frame["hp.gating"].dtype == bool
+
+
+# --- incremental collect: the cache and the result index -----------------------------------
+
+from jobs import result_index  # noqa: E402
+from results import cache as rcache  # noqa: E402
+
+
+def _runner_writes(sweep: str, tid: str, rec: dict, *, index: bool = True) -> None:
+    """What the task runner does: result.json renamed into place, then a line in the index."""
+    tdir = os.path.join(sweep, "trials", tid)
+    os.makedirs(tdir, exist_ok=True)
+    tmp = os.path.join(tdir, ".result.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(rec, f, indent=1)
+    os.replace(tmp, os.path.join(tdir, "result.json"))
+    if index:
+        result_index.append(sweep, tid, status=rec.get("status"))
+
+
+def _make_sweep(root, n: int = 30, *, index: bool = True, name: str = "big") -> str:
+    sweep = os.path.join(str(root), name)
+    for i in range(n):
+        _runner_writes(sweep, f"t{i:03d}", _result(name, i), index=index)
+    os.makedirs(os.path.join(sweep, "trials", "pending"))          # started, no result yet
+    return sweep
+
+
+def _age_results(sweep: str, seconds: float = 60) -> None:
+    """Results written a while ago (a file written within 2 s of the cache is always re-read)."""
+    when = time.time() - seconds
+    for path in glob.glob(os.path.join(sweep, "trials", "*", "result.json")):
+        os.utime(path, (when, when))
+
+
+def _fresh(sweep: str) -> pd.DataFrame:
+    return col.collect([sweep], cache=False).frame
+
+
+@pytest.fixture()
+def small_sweeps_cached(monkeypatch):
+    monkeypatch.setattr(rcache, "MIN_FILES", 4)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/nonexistent-never-written")
+
+
+def test_recollect_reads_only_what_the_index_names(tmp_path, small_sweeps_cached):
+    sweep = _make_sweep(tmp_path)
+    first = col.collect([sweep])
+    assert first.parsed == 30 and os.path.exists(os.path.join(sweep, "reports", rcache.FILE))
+    again = col.collect([sweep])
+    assert again.parsed == 0
+    pd.testing.assert_frame_equal(again.frame, first.frame)
+    # Two results rewritten, one new trial, one trial directory removed.
+    _runner_writes(sweep, "t003", _result("big", 3, results={"exact_accuracy": 0.99, "eval/lm_loss": 0.5}))
+    _runner_writes(sweep, "t007", _result("big", 7, status="failed", error="OOM", results={}))
+    _runner_writes(sweep, "t100", _result("big", 100))
+    shutil.rmtree(os.path.join(sweep, "trials", "t011"))
+    third = col.collect([sweep])
+    assert third.parsed == 3
+    pd.testing.assert_frame_equal(third.frame, _fresh(sweep))
+    by_id = third.frame.set_index("trial_id")
+    assert by_id.loc["big-3", "results.exact_accuracy"] == 0.99 and by_id.loc["big-7", "status"] == "failed"
+    assert "big-100" in by_id.index and "big-11" not in by_id.index
+    assert col.collect([sweep]).parsed == 0
+
+
+def test_rescan_checks_every_file_the_index_does_not_name(tmp_path, small_sweeps_cached):
+    sweep = _make_sweep(tmp_path)
+    _age_results(sweep)
+    col.collect([sweep])
+    # Copied in by hand: no index line. The index is trusted (nothing re-read) until --rescan.
+    _runner_writes(sweep, "t004", _result("big", 4, results={"exact_accuracy": 0.5}), index=False)
+    assert col.collect([sweep]).parsed == 0
+    got = col.collect([sweep], rescan=True)
+    assert got.parsed == 1
+    assert got.frame.set_index("trial_id").loc["big-4", "results.exact_accuracy"] == 0.5
+
+
+def test_a_plain_folder_without_an_index_is_checked_by_stat(tmp_path, small_sweeps_cached):
+    sweep = _make_sweep(tmp_path, index=False)
+    _age_results(sweep)
+    assert col.collect([sweep]).parsed == 30
+    assert col.collect([sweep]).parsed == 0
+    path = os.path.join(sweep, "trials", "t005", "result.json")
+    with open(path, "w") as f:                                # rewritten in place, not renamed
+        json.dump(_result("big", 5, results={"exact_accuracy": 0.123}), f)
+    got = col.collect([sweep])
+    assert got.parsed == 1
+    pd.testing.assert_frame_equal(got.frame, _fresh(sweep))
+
+
+def test_a_damaged_index_falls_back_to_stat(tmp_path, small_sweeps_cached):
+    sweep = _make_sweep(tmp_path)
+    _age_results(sweep)
+    col.collect([sweep])
+    [index] = glob.glob(os.path.join(sweep, result_index.INDEX_DIR, "*"))
+    with open(index, "ab") as f:
+        f.write(b"\x00\x00garbage\n")
+    _runner_writes(sweep, "t006", _result("big", 6, results={"exact_accuracy": 0.66}), index=False)
+    got = col.collect([sweep])
+    assert got.frame.set_index("trial_id").loc["big-6", "results.exact_accuracy"] == 0.66
+    assert got.parsed == 1                                    # by stat: only the changed file
+    assert col.collect([sweep]).parsed == 0                   # and the index is trusted again
+
+
+@pytest.mark.parametrize("spoil", ["garbage", "truncated", "old-version", "other-sweep"])
+def test_a_cache_that_cannot_be_used_is_ignored_and_replaced(tmp_path, small_sweeps_cached, monkeypatch, spoil):
+    sweep = _make_sweep(tmp_path)
+    first = col.collect([sweep])
+    path = os.path.join(sweep, "reports", rcache.FILE)
+    if spoil == "garbage":
+        with open(path, "wb") as f:
+            f.write(b"not an arrow file")
+    elif spoil == "truncated":
+        os.truncate(path, os.path.getsize(path) // 2)
+    elif spoil == "old-version":
+        monkeypatch.setattr(rcache, "VERSION", rcache.VERSION + 1)
+    else:                                      # copied from another sweep: its rows are not ours
+        shutil.copytree(sweep, os.path.join(str(tmp_path), "copy"))
+        sweep = os.path.join(str(tmp_path), "copy")
+    got = col.collect([sweep])
+    assert got.parsed == 30
+    pd.testing.assert_frame_equal(got.frame.drop(columns="path"), first.frame.drop(columns="path"))
+    assert col.collect([sweep]).parsed == 0
+
+
+# --- many users: roots, unreadable directories, --user, --since ------------------------------
+
+def _as_other_user() -> list[str]:
+    """A command prefix under which permissions apply: root ignores them, so as root the command
+    runs with CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH dropped (setpriv) -- then a chmod 000
+    directory really cannot be listed, and a sweep owned by another uid really cannot be written."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot make a directory unreadable to this test")
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", "--"]
+
+
+def _sweep_cmd(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*_as_other_user(), sys.executable, "-m", "launcher", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture()
+def scratch(tmp_path):
+    """Several users' sweep roots in one scratch space; two of them unreadable."""
+    root = tmp_path / "scratch"
+    users = {"alice": "daemon", "bob": "bin"} if os.geteuid() == 0 else {}
+    for who, sweep, n in (("alice", "lr", 5), ("bob", "gating", 3)):
+        sdir = root / who / "sweeps" / sweep
+        for i in range(n):
+            _write(str(sdir / "trials" / f"t{i}" / "result.json"), json.dumps(_result(sweep, i)))
+        if who in users:
+            for d in [root / who, *(p for p in (root / who).rglob("*"))]:
+                shutil.chown(d, user=users[who])
+    hidden = root / "carol"                                    # a user who keeps her space private
+    _write(str(hidden / "sweeps" / "secret" / "trials" / "t0" / "result.json"), json.dumps(_result("secret", 0)))
+    locked = root / "dave" / "sweeps" / "x"                     # a sweep whose trials are private
+    _write(str(locked / "trials" / "t0" / "result.json"), json.dumps(_result("x", 0)))
+    os.chmod(hidden, 0)
+    os.chmod(locked / "trials", 0)
+    yield {"root": root, "users": users, "hidden": str(hidden), "locked": str(locked / "trials")}
+    os.chmod(hidden, 0o755)
+    os.chmod(locked / "trials", 0o755)
+
+
+def test_many_users_roots_unreadable_directories_named_in_one_line(scratch, tmp_path):
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    done = _sweep_cmd("collect", str(scratch["root"] / "*"), "--format", "csv", env=env)
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "unreadable" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: skipped 2 unreadable directories: ")
+    assert scratch["hidden"] in warnings[0] and scratch["locked"] in warnings[0] and "Permission denied" in warnings[0]
+    assert "Traceback" not in done.stderr
+    out = pd.read_csv(io.StringIO(done.stdout))
+    assert sorted(out["sweep"].unique()) == ["gating", "lr"] and len(out) == 8
+    owners = scratch["users"] or {"alice": out["user"].iloc[0], "bob": out["user"].iloc[0]}
+    assert dict(out.groupby("sweep")["user"].first()) == {"lr": owners["alice"], "gating": owners["bob"]}
+    if scratch["users"]:
+        only = _sweep_cmd("collect", str(scratch["root"] / "*"), "--format", "csv", "--user", "bin", env=env)
+        assert set(pd.read_csv(io.StringIO(only.stdout))["sweep"]) == {"gating"}
+
+
+def test_since_keeps_results_written_since_then(space, capsys):
+    lr = os.path.join(space["root"], "alice", "sweeps", "lr", "trials")
+    old = time.time() - 10 * 86400
+    for path in glob.glob(os.path.join(lr, "t*", "result.json")):
+        os.utime(path, (old, old))
+    assert main(["collect", space["root"], "--format", "csv", "--since", "2d", "--columns", "trial_id,sweep"]) == 0
+    out = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert not out["trial_id"].str.startswith("lr-").any() and set(out["sweep"]) == {"lr", "gating"}
+    assert (out["sweep"] == "gating").sum() == 4
+    assert main(["collect", space["root"], "--since", "2026-13-45"]) == 2
+    assert "--since" in capsys.readouterr().err
+
+
+def test_since_parses_ages_and_dates():
+    from launcher.commands.collect import parse_since
+
+    now = 1_800_000_000.0
+    assert parse_since("3d", now) == now - 3 * 86400 and parse_since("12h", now) == now - 43200
+    assert parse_since("1.5w", now) == now - 1.5 * 7 * 86400 and parse_since("30m", now) == now - 1800
+    assert parse_since("2026-12-01T00:00:00Z", now) == 1796083200.0
+    with pytest.raises(UserError, match="neither an age nor a date"):
+        parse_since("yesterday", now)
+
+
+def test_an_unwritable_sweep_keeps_its_cache_in_the_users_cache_dir(tmp_path):
+    sweep = _make_sweep(tmp_path, n=rcache.MIN_FILES)
+    if os.geteuid() == 0:
+        for d in [sweep, *glob.glob(os.path.join(sweep, "**"), recursive=True)]:
+            shutil.chown(d, user="daemon")                     # another user's sweep: read-only to us
+    else:
+        os.chmod(sweep, 0o555)
+    code = ("import json, sys; from results.collect import collect; g = collect([sys.argv[1]]); "
+            "print(json.dumps([g.parsed, g.table.num_rows]))")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    runs = [subprocess.run([*_as_other_user(), sys.executable, "-c", code, sweep], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=120) for _ in range(2)]
+    assert [json.loads(r.stdout) for r in runs] == [[rcache.MIN_FILES, rcache.MIN_FILES],
+                                                    [0, rcache.MIN_FILES]], [r.stderr for r in runs]
+    assert not os.path.exists(os.path.join(sweep, "reports"))
+    assert len(glob.glob(str(tmp_path / "cache" / "slurmsweep" / "collect" / "*-big.arrow"))) == 1

@@ -1,0 +1,179 @@
+"""One sweep's collect with its cache: what to re-read, and the sweep's rows afterwards.
+
+What changed since the cache was written is learned, in this order of preference, from
+- the sweep's result index (jobs.result_index): the trials named after the point the cache had
+  read up to. One open per index file, no stat per result: trusted when the cache had read the
+  index before and nothing about the index looks wrong (see jobs.result_index for why);
+- else (no index: older sweeps, plain JSON folders; a damaged index; --rescan) a stat() of every
+  result file, compared with the (size, mtime_ns, inode) the cache keeps for it. A file whose
+  mtime is within two seconds of the cache's own time is re-read anyway: it may have changed
+  again within the filesystem's timestamp granularity (git's "racy clean" problem).
+Trial directories that appeared are read, those that vanished dropped. The trials/ directory is
+listed only when its mtime moved since the cache (creating or removing an entry moves it): an
+unchanged sweep of 100,000 trials then costs one stat, a few opens and the cache's read.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from jobs import result_index
+from results import cache, columns
+from results.parse import Part
+
+RESULT = "result.json"
+_NONE = (-1, -1, -1)
+_RACY_NS = 2_000_000_000
+
+
+@dataclass
+class SweepPlan:
+    sweep_dir: str
+    name: str                           # the sweep name rows without one get
+    prefix: str                         # <sweep>/trials/
+    names: list[str] | None             # trial directories, sorted; None: those the cache knows
+    cached: cache.Cached | None
+    index: dict[str, list[int]] | None  # the result index's positions, noted before any file is read
+    trials_mtime: int = -1              # trials/ mtime, noted before it was listed
+    reparse: list[str] = field(default_factory=list)
+    started_ns: int = 0
+    how: str = "parsed"                 # parsed | index | stat (for tests and the summary line)
+
+    def path(self, name: str) -> str:
+        return f"{self.prefix}{name}{os.sep}{RESULT}"
+
+
+def plan(sweep_dir: str, name: str, prefix: str, lister: Callable[[], list[str]], *,
+         rescan: bool = False) -> SweepPlan:
+    """Which trial directories of the sweep must be read (`lister` lists them, sorted)."""
+    started = time.time_ns()
+    try:
+        trials_mtime = os.stat(prefix).st_mtime_ns
+    except OSError:
+        trials_mtime = -1
+    cached = cache.load(sweep_dir, name, prefix)
+    trusted = cached is not None and cached.index is not None and not rescan
+    snap = result_index.scan(sweep_dir, since=cached.index if trusted else None, read=trusted)
+    same_dirs = (cached is not None and not rescan and trials_mtime >= 0 and cached.trials_mtime == trials_mtime
+                 and trials_mtime < cached.written_ns - _RACY_NS)
+    p = SweepPlan(sweep_dir, name, prefix, None if same_dirs else lister(), cached,
+                  snap.positions if snap.present else None, trials_mtime, started_ns=started)
+    if cached is None:
+        p.reparse = p.names or []
+        return p
+    if trusted and snap.present and not snap.damaged:
+        changed = snap.trials
+        if p.names is None:
+            if changed and not changed <= _known(cached):
+                p.names = lister()        # a result in a directory the cache never saw: list after all
+        if p.names is None:
+            p.reparse = sorted(changed)
+        else:
+            known = _known(cached)
+            p.reparse = [n for n in p.names if n in changed or n not in known]
+        p.how = "index"
+    else:
+        p.reparse = _stat_changed(p, cached)
+        p.how = "stat"
+    return p
+
+
+def _known(cached: cache.Cached) -> set[str]:
+    known = set(cached.names.to_pylist())
+    known.update(cached.bad)
+    known.update(cached.missing)
+    return known
+
+
+def _stat_changed(p: SweepPlan, cached: cache.Cached) -> list[str]:
+    keys = dict(zip(cached.names.to_pylist(), map(tuple, cached.keys.tolist())))
+    for n, (_, key) in cached.bad.items():
+        keys[n] = tuple(key)
+    for n in cached.missing:
+        keys[n] = _NONE
+    racy = cached.written_ns - _RACY_NS
+    out = []
+    for n in (p.names if p.names is not None else sorted(keys)):
+        try:
+            st = os.stat(p.path(n))
+            key = (st.st_size, st.st_mtime_ns, st.st_ino)
+        except (FileNotFoundError, NotADirectoryError):
+            key = _NONE
+        except OSError:
+            out.append(n)        # unreadable: the parser says why
+            continue
+        if keys.get(n) != key or key[1] >= racy:
+            out.append(n)
+    return out
+
+
+@dataclass
+class SweepRows:
+    table: pa.Table                     # result columns and `path`, rows in trial-directory order
+    names: pa.Array                     # each row's trial directory
+    keys: np.ndarray                    # (rows, 3): size, mtime_ns, inode
+    bad: dict[str, tuple[str, tuple[int, int, int]]]
+    changed: bool
+
+
+def combine(p: SweepPlan, parts: list[tuple[Part, list[str]]]) -> SweepRows:
+    """The sweep's rows: the cache's, less those re-read or gone, plus the re-read ones."""
+    cached = p.cached
+    new_tables, new_names, new_keys = [], [], []
+    new_bad: dict[str, tuple[str, tuple[int, int, int]]] = {}
+    for part, item_names in parts:
+        if part.table.num_rows:
+            new_tables.append(part.table)
+            new_names += [item_names[i] for i in part.rows.tolist()]
+            new_keys.append(part.keys[part.rows])
+        for i, why in part.bad:
+            new_bad[item_names[i]] = (why, tuple(int(x) for x in part.keys[i]))
+    if cached is not None and not p.reparse and (
+            p.names is None or len(p.names) == len(cached.names) + len(cached.bad) + len(cached.missing)):
+        # Nothing re-read, and no directory came or went: the cache as it is.
+        return SweepRows(cached.table, cached.names, cached.keys, cached.bad, changed=False)
+    reread = set(p.reparse)
+    if cached is not None:
+        listed = set(p.names) if p.names is not None else None
+        old_names = cached.names.to_pylist()
+        keep = np.fromiter(((listed is None or n in listed) and n not in reread for n in old_names),
+                           dtype=bool, count=len(old_names))
+        new_tables.insert(0, cached.table.filter(columns.booleans(keep)))
+        new_names = [n for n, k in zip(old_names, keep) if k] + new_names
+        new_keys.insert(0, cached.keys[keep])
+        bad = {n: v for n, v in cached.bad.items() if (listed is None or n in listed) and n not in reread}
+        bad.update(new_bad)
+    else:
+        bad = new_bad
+    table = columns.concat(new_tables) if new_tables else columns.empty()
+    keys = np.concatenate(new_keys) if new_keys else np.empty((0, 3), dtype=np.int64)
+    # Directory order (the listing is sorted): re-read rows go back where they were.
+    order = sorted(range(len(new_names)), key=new_names.__getitem__)
+    if order != list(range(len(order))):
+        index = np.array(order, dtype=np.int64)
+        table, keys = table.take(columns.numbers(index)), keys[index]
+        new_names = [new_names[i] for i in order]
+    return SweepRows(table, columns.text(new_names), keys, bad, changed=True)
+
+
+def save(p: SweepPlan, rows: SweepRows) -> str | None:
+    """Write the sweep's cache when something changed (or the index moved on)."""
+    cached = p.cached
+    if cached is not None and not rows.changed and cached.index == p.index and cached.trials_mtime == p.trials_mtime:
+        return None
+    if not cache.usable(rows.table):
+        return None
+    if cached is not None and not rows.changed:
+        missing = cached.missing
+    else:
+        everything = set(p.names) if p.names is not None else (_known(cached) if cached is not None else set())
+        have = set(rows.names.to_pylist())
+        missing = {n for n in everything if n not in have and n not in rows.bad}
+    return cache.save(p.sweep_dir, p.name, p.prefix, cache.Cached(
+        table=rows.table, names=rows.names, keys=rows.keys, bad=rows.bad, missing=missing,
+        index=p.index, written_ns=p.started_ns, trials_mtime=p.trials_mtime))
