@@ -41,16 +41,39 @@ def truncate_progress(path: str | Path, step: int) -> None:
 
 def wandb_mode() -> str:
     """WANDB_MODE wins; on a Slurm job default to offline (compute nodes often have no internet;
-    `wandb sync` uploads later), else online."""
+    `sweep sync` uploads later, from the login node), else online."""
     return os.environ.get("WANDB_MODE") or ("offline" if os.environ.get("SLURM_JOB_ID") else "online")
 
 
+def run_tags(extra: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The sweep's name and the trial's environment (SWEEP_NAME, SWEEP_ENVIRONMENT, which the task
+    runner exports), then `extra`: W&B tags, each once, at most 64 characters (W&B's limit). An
+    environment that is a path (`data_path=data/sudoku-easy`) is tagged by its last part."""
+    env = (os.environ.get("SWEEP_ENVIRONMENT") or "").strip()
+    if "/" in env:
+        env = os.path.basename(env.rstrip("/")) or env
+    tags: list[str] = []
+    for tag in (os.environ.get("SWEEP_NAME"), env, *extra):
+        tag = (tag or "").strip()[:64]
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tags
+
+
 class RunLogger:
-    """progress.jsonl always; W&B when enabled. Only rank 0 makes one."""
+    """progress.jsonl always; W&B when enabled. Only rank 0 makes one.
+
+    A W&B run of a sweep's trial: its name is the trial id (pretrain passes it), its group the
+    sweep (`group`, else SWEEP_NAME), its tags the sweep's name and the trial's environment; its
+    project and entity come from `project`/`entity`, else WANDB_PROJECT/WANDB_ENTITY (which the
+    task runner sets from the sweep file's `logging:` block), else "slurmsweep" and the user's
+    default entity.
+    """
 
     def __init__(self, run_dir: str | Path, *, config: dict[str, Any], enable_wandb: bool = False,
                  project: str | None = None, run_name: str | None = None, group: str | None = None,
-                 run_id: str | None = None, resume_step: int = 0) -> None:
+                 run_id: str | None = None, resume_step: int = 0, entity: str | None = None,
+                 tags: list[str] | tuple[str, ...] = ()) -> None:
         self.progress_path = Path(run_dir) / PROGRESS
         self.progress_path.parent.mkdir(parents=True, exist_ok=True)
         truncate_progress(self.progress_path, resume_step)
@@ -60,9 +83,11 @@ class RunLogger:
             import wandb  # lazily: slow to import, optional dependency
 
             # A stable id (the trial id) + resume="allow" makes a requeued attempt continue its run.
-            self._wandb = wandb.init(project=project or "slurmsweep", name=run_name, group=group,
-                                     id=run_id, resume="allow" if run_id else None, config=config,
-                                     dir=str(run_dir), mode=wandb_mode())
+            self._wandb = wandb.init(project=project or os.environ.get("WANDB_PROJECT") or "slurmsweep",
+                                     entity=entity or os.environ.get("WANDB_ENTITY") or None,
+                                     name=run_name, group=group or os.environ.get("SWEEP_NAME") or None,
+                                     tags=run_tags(tags) or None, id=run_id, resume="allow" if run_id else None,
+                                     config=config, dir=str(run_dir), mode=wandb_mode())
 
     def log(self, step: int, epoch: int, time_s: float, metrics: dict[str, float]) -> None:
         record = {"step": step, "epoch": epoch, "time": round(time_s, 3),
