@@ -58,7 +58,8 @@ def test_keydoor_sweep_requeue_one_trial_and_report(tmp_path, slurm_cleanup, mon
     sweep = tmp_path / "sweep"
     assert main(["launch", str(SPEC), "--executor", "slurm", "--cluster", "local", "--dir", str(sweep),
                  "--trials", "2", f"episodes={EPISODES}", "max_steps_per_episode=50"]) == 0
-    manifest = mf.read_manifest(sweep)
+    # manifest.json as written (its format is the contract; the Python view of it may change).
+    manifest = json.loads(mf.manifest_path(sweep).read_text())
     slurm_cleanup.extend(s["job_id"] for s in manifest["submissions"])
     trials = manifest["trials"]
     assert len(trials) == 6 and sorted(t["environment"] for t in trials) == sorted(ENVIRONMENTS * 2)
