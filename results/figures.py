@@ -252,3 +252,33 @@ def draw_all(frame: pd.DataFrame, metric: Metric, out_dir: str) -> dict[str, str
         if path:
             made[title] = path
     return made
+
+
+def sweeps_side_by_side(frame: pd.DataFrame, metric: Metric, path: str, by: str = "compared") -> str | None:
+    """One box (and its points) per sweep: the same metric's distribution, sweeps side by side,
+    each sweep's best marked with a star (`sweep report A B C`)."""
+    good = ranked(frame, metric)
+    if good.empty or by not in good:
+        return None
+    names = list(dict.fromkeys(frame[by].astype(str)))       # the order the sweeps were given in
+    data = [good.loc[good[by].astype(str) == n, metric.column].astype(float).to_numpy() for n in names]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(names) + 2), 4.2))
+    ax.boxplot([d if len(d) else [np.nan] for d in data], showfliers=False)
+    rotate = len(names) > 3 or max(map(len, names)) > 14
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=30 if rotate else 0, ha="right" if rotate else "center")
+    rng = np.random.default_rng(0)
+    label = "best of the sweep"
+    for i, values in enumerate(data, start=1):
+        if not len(values):
+            continue
+        best = values.min() if metric.ascending else values.max()
+        if len(values) > MAX_POINTS:
+            values = rng.choice(values, MAX_POINTS, replace=False)
+        ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=10, alpha=0.5)
+        ax.scatter([i], [best], marker="*", s=160, color="black", zorder=3, label=label)
+        label = None
+    ax.set_ylabel(f"{metric.name} ({'lower' if metric.ascending else 'higher'} is better)")
+    ax.set_title(f"{metric.name} per sweep ({len(good)} completed trials)")
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)

@@ -203,3 +203,45 @@ def test_report_cli_and_unknown_metric(sweep, tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", sweep, "--out", str(out), "--metric", "nope"]) == 2
     assert "--metric nope" in capsys.readouterr().err
+
+
+def test_report_of_several_sweeps_compares_them_side_by_side(tmp_path, capsys):
+    first = make_sweep(str(tmp_path / "a"))
+    second = str(tmp_path / "b" / "demo_v2")
+    os.rename(make_sweep(str(tmp_path / "b"), n=5), second)
+    out = tmp_path / "cmp"
+    assert main(["report", first, second, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed == [str(out / "compare.md"), str(out / "metric_by_sweep.png"), str(out / "results.csv")]
+    text = (out / "compare.md").read_text()
+    assert text.startswith("# Sweeps compared: demo, demo_v2")
+    assert "metric: `eval/exact_accuracy`, goal: maximize (chosen by: the sweep file)" in text
+    best = text.split("## Best per sweep", 1)[1].split("##", 1)[0]
+    rows = [line for line in best.splitlines() if line.startswith("| demo")]
+    assert [r.split(" | ")[0] for r in rows] == ["| demo", "| demo_v2"]
+    for row, sweep in zip(rows, (first, second)):
+        top = _expected_best(sweep)
+        cells = row.split(" | ")
+        assert top["id"] in cells and f"{_score(top['params']['lr'], top['params']['arch.hidden_size'], top['environment'], top['stage']):.4g}" in cells
+    # Each best comes with the command that reruns it, from its own sweep.
+    assert text.count("python -m train") == 2 and f"checkpoint_path={second}/trials/" in text
+    with open(out / "metric_by_sweep.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    import pandas as pd
+    rows_csv = pd.read_csv(out / "results.csv")
+    assert rows_csv.groupby("compared").size().to_dict() == {"demo": 30, "demo_v2": 18}
+
+
+def test_comparison_labels_stay_unique():
+    from results.compare import labels
+
+    assert labels(["/s/alice/lr", "/s/bob/gating"]) == ["lr", "gating"]
+    # Two sweeps of one name and one owner: the full paths tell them apart.
+    assert labels(["/nonexistent/x/lr", "/nonexistent/y/lr"]) == ["/nonexistent/x/lr", "/nonexistent/y/lr"]
+
+
+def test_comparing_a_sweep_with_itself_is_one_line(tmp_path, capsys):
+    sweep = make_sweep(str(tmp_path / "a"))
+    assert main(["report", sweep, sweep + "/"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "twice" in err
