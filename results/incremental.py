@@ -161,12 +161,18 @@ def combine(p: SweepPlan, parts: list[tuple[Part, list[str]]]) -> SweepRows:
     return SweepRows(table, columns.text(new_names), keys, bad, changed=True)
 
 
-def save(p: SweepPlan, rows: SweepRows) -> str | None:
-    """Write the sweep's cache when something changed (or the index moved on)."""
+def needs_saving(p: SweepPlan, rows: SweepRows) -> bool:
+    """Whether the cache is out of date: rows changed, or the index or the directory moved on."""
     cached = p.cached
     if cached is not None and not rows.changed and cached.index == p.index and cached.trials_mtime == p.trials_mtime:
-        return None
-    if not cache.usable(rows.table):
+        return False
+    return cache.usable(rows.table)
+
+
+def save(p: SweepPlan, rows: SweepRows) -> str | None:
+    """Write the sweep's cache (when needs_saving); returns where, or None."""
+    cached = p.cached
+    if not needs_saving(p, rows):
         return None
     if cached is not None and not rows.changed:
         missing = cached.missing

@@ -77,7 +77,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # Arrow is imported here, not at module level: `sweep --help` and `sweep status` stay fast.
     # pandas only when a row filter, a sort or a rendered table needs it.
-    from jobs.atomic import write_text_atomic
     from jobs.errors import UserError
     from results import collect as col
     from results import table
@@ -87,8 +86,21 @@ def run(args: argparse.Namespace) -> int:
     fmt = table.format_for(args.out, args.format)
     since = parse_since(args.since) if args.since else None
     users = {u.strip() for group in args.user or [] for u in group.split(",") if u.strip()} or None
+    # wait=False: the sweeps' caches are written on a thread while the output is made.
     got = col.collect(args.paths, workers=args.workers, since=since, users=users, cache=args.cache,
-                      rescan=args.rescan)
+                      rescan=args.rescan, wait=False)
+    try:
+        return _output(args, got, fmt, since, users)
+    finally:
+        got.wait()
+
+
+def _output(args: argparse.Namespace, got, fmt: str, since: float | None, users: set[str] | None) -> int:
+    from jobs.atomic import write_text_atomic
+    from jobs.errors import UserError
+    from results import collect as col
+    from results import table
+
     if (line := col.describe_unreadable(got.unreadable)) is not None:
         print(line, file=sys.stderr)
     for line in col.describe_skipped(got.skipped):
