@@ -86,7 +86,8 @@ def run(argv: list[str], stop: Any = None) -> int:
                                            cfg.max_steps_per_episode)
     result = {**trainer.metrics(), **trainer.evaluate(EVAL_EPISODES, BASELINE_SEED),
               "random_success_rate": float(successes.mean()), "random_mean_reward": float(rewards.mean()),
-              "resumed_from_episode": resumed_from, "train_time_s": round(time.monotonic() - start, 2)}
+              "resumed_from_episode": resumed_from,
+              "attempt_time_s": round(time.monotonic() - start, 2)}     # this attempt's, not the trial's
     runtime.write_metrics(result)
     tracker.log(trainer.episode, {k: v for k, v in result.items() if k.startswith(("eval_", "random_"))})
     tracker.close()

@@ -139,7 +139,8 @@ class Trainer:
         differ = sorted(k for k, v in state["config"].items() if k not in RESUMABLE_CHANGES and mine.get(k) != v)
         if differ:
             raise UserError(f"{source} was written with other settings ({', '.join(differ)})",
-                            key=differ[0], fix="resume with the same settings, or start in an empty checkpoint directory")
+                            key=differ[0],
+                            fix="resume with the same settings, or start in an empty checkpoint directory")
         self.policy.load_state_dict(state["policy"])
         self.prototypes.load_state_dict(state["prototypes"])
         self.optimizer.load_state_dict(state["optimizer"])

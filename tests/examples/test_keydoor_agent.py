@@ -194,7 +194,7 @@ def test_stopped_program_checkpoints_then_resumes_to_the_same_result(tmp_path, m
     resumed = json.loads((trial / "metrics.json").read_text())
     assert resumed.pop("resumed_from_episode") == 80 and straight.pop("resumed_from_episode") is None
     for result in (straight, resumed):
-        result.pop("train_time_s")
+        result.pop("attempt_time_s")
     assert resumed == straight and resumed["episodes"] == 192
     steps = [json.loads(line)["step"] for line in (trial / "progress.jsonl").read_text().splitlines()]
     assert steps == [16 * i for i in range(1, 13)] + [192]   # every iteration once, then the final eval line

@@ -20,8 +20,8 @@ def _result(i: int, env: str, success: float) -> dict:
 
 def test_report_shows_reward_and_success_per_environment(tmp_path):
     pytest.importorskip("matplotlib")
-    for i, (env, success) in enumerate([(e, s) for e, rates in (("single", (0.6, 0.8, 0.9)), ("double", (0.1, 0.2, 0.3)),
-                                                                 ("triple", (0.0, 0.02, 0.05))) for s in rates]):
+    rates = {"single": (0.6, 0.8, 0.9), "double": (0.1, 0.2, 0.3), "triple": (0.0, 0.02, 0.05)}
+    for i, (env, success) in enumerate((e, s) for e, values in rates.items() for s in values):
         trial = tmp_path / "trials" / f"t{i:03d}"
         trial.mkdir(parents=True)
         (trial / "result.json").write_text(json.dumps(_result(i, env, success)))
