@@ -60,7 +60,7 @@ WAYS = ("bare", "fork", "exec")
 def make_sweep(work: Path, n: int) -> tuple[Path, list[str]]:
     from launcher import sweepdir
     from launcher.spec import SweepSpec
-    from launcher.trial import Trial
+    from jobs.manifest import Trial
 
     trials = [Trial(id=f"t{i:04d}", index=i, params={"x": i}, overrides={"x": i}) for i in range(n)]
     manifest = sweepdir.build_manifest(SweepSpec(name="phases", command=(PY, str(work / "prog.py"))), trials,

@@ -4,8 +4,8 @@ Every array task is its own process on its own node, so the study lives in a jou
 (`<sweep>/optuna.journal`, Optuna's JournalStorage, file backend) that every task appends to
 behind an O_EXCL lock file (`JournalFileOpenLock`, safe on NFS where flock is not).
 
-    ask(sweep_dir, manifest, trial)   at task start: the params this trial runs with
-    tell(sweep_dir, manifest, trial, status, value)   at task end, once, whatever the outcome
+    ask(sweep_dir, settings, trial)   at task start: the params this trial runs with
+    tell(sweep_dir, settings, trial, status, value)   at task end, once, whatever the outcome
     report(step, value) -> bool       from the running program (via jobs.runtime.report):
                                       record an intermediate value, say whether to stop
 
@@ -37,6 +37,8 @@ from typing import Any, Iterable, Iterator
 
 from jobs import manifest as mf
 from jobs.atomic import write_json_atomic
+from jobs.manifest import Settings, Trial
+from jobs.trial_state import TrialState
 
 JOURNAL = "optuna.journal"
 ASK_LOCK = "optuna.ask"        # JournalFileOpenLock adds ".lock"
@@ -45,7 +47,7 @@ TRIAL_FILE = "optuna.json"
 # it. A slow ask outliving it costs at worst one duplicate point, never a broken journal.
 ASK_LOCK_GRACE_S = 60
 # What a result status tells Optuna (anything else is a failure the sampler should not learn from).
-_STATES = {"completed": "COMPLETE", "pruned": "PRUNED"}
+_STATES = {TrialState.COMPLETED: "COMPLETE", TrialState.PRUNED: "PRUNED"}
 
 
 def journal_path(sweep_dir: str | os.PathLike) -> Path:
@@ -75,29 +77,27 @@ def storage(sweep_dir: str | os.PathLike) -> Any:
     return JournalStorage(JournalFileBackend(path, lock_obj=JournalFileOpenLock(path)))
 
 
-def task_seed(manifest: dict[str, Any], trial: dict[str, Any] | None) -> int:
+def task_seed(settings: Settings, trial: Trial | None) -> int:
     """Sampler seed for one task: reproducible, and different per trial so that start-up
     random points (and GP restarts) differ between tasks that ask one after another."""
-    index = trial.get("index", 0) if trial else 0
-    return zlib.crc32(f"{manifest.get('seed', 0)}:{manifest.get('name')}:{index}".encode())
+    index = trial.index if trial else 0
+    return zlib.crc32(f"{settings.seed}:{settings.name}:{index}".encode())
 
 
-def load_study(sweep_dir: str | os.PathLike, manifest: dict[str, Any], *, seed: int = 0) -> Any:
-    """Open (or create) the sweep's study with the manifest's sampler and pruner."""
+def load_study(sweep_dir: str | os.PathLike, settings: Settings, *, seed: int = 0) -> Any:
+    """Open (or create) the sweep's study with the sweep's sampler and pruner."""
     import optuna
 
-    from launcher.search import optuna_space as osp
+    from search import optuna_space as osp
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = osp.space_from_manifest(manifest)
-    if manifest.get("method") == "bayes":
-        sampler = osp.make_sampler(manifest.get("sampler"), space, seed=seed,
-                                   options=manifest.get("search_options") or {})
+    if settings.method == "bayes":
+        sampler = osp.make_sampler(settings.sampler, settings.space, seed=seed, options=settings.search_options)
     else:
         sampler = optuna.samplers.RandomSampler(seed=seed)  # never samples: params are fixed
-    direction = "minimize" if manifest.get("goal") == "minimize" else "maximize"
-    return optuna.create_study(study_name=str(manifest.get("name") or "sweep"), storage=storage(sweep_dir),
-                               sampler=sampler, pruner=osp.make_pruner(osp.pruner_settings(manifest)),
+    direction = "minimize" if settings.goal == "minimize" else "maximize"
+    return optuna.create_study(study_name=settings.name or "sweep", storage=storage(sweep_dir),
+                               sampler=sampler, pruner=osp.make_pruner(settings.pruner),
                                direction=direction, load_if_exists=True)
 
 
@@ -122,25 +122,25 @@ def _stored_trial(study: Any, number: int) -> Any | None:
         return None
 
 
-def ask(sweep_dir: str | os.PathLike, manifest: dict[str, Any], trial: dict[str, Any]) -> dict[str, Any]:
-    """The params trial `trial` (a manifest trial dict) runs with; call at task start.
+def ask(sweep_dir: str | os.PathLike, settings: Settings, trial: Trial) -> dict[str, Any]:
+    """The params `trial` runs with; call at task start.
 
     A task that already holds an unfinished Optuna trial (requeued, preempted, resubmitted)
     gets that trial's params back. Otherwise a new Optuna trial is asked: from the search
     space for bayes sweeps (the spec's centre first), with the trial's own params otherwise.
     """
-    from launcher.search import optuna_space as osp
+    from search import optuna_space as osp
 
-    path = trial_file(sweep_dir, trial["id"])
+    path = trial_file(sweep_dir, trial.id)
     path.parent.mkdir(parents=True, exist_ok=True)
     stored = read_trial_file(path)
-    bayes = manifest.get("method") == "bayes"
-    study = load_study(sweep_dir, manifest, seed=task_seed(manifest, trial))
+    bayes = settings.method == "bayes"
+    study = load_study(sweep_dir, settings, seed=task_seed(settings, trial))
     if stored is not None:
         frozen = _stored_trial(study, stored["number"])
         if frozen is not None and not frozen.state.is_finished():
             return dict(stored.get("params", {}))
-    space = osp.space_from_manifest(manifest)
+    space = settings.space
     with ask_lock(sweep_dir):
         if bayes:
             center = osp.center_point(space)
@@ -151,45 +151,28 @@ def ask(sweep_dir: str | os.PathLike, manifest: dict[str, Any], trial: dict[str,
             params = {key: osp.from_optuna(dist, asked.params[key]) for key, dist in space.items()}
         else:
             asked = study.ask()
-            params = dict(trial.get("params", {}))
-        asked.set_user_attr("sweep_trial_id", trial["id"])
-        asked.set_user_attr("sweep_trial_index", trial.get("index"))
+            params = dict(trial.params)
+        asked.set_user_attr("sweep_trial_id", trial.id)
+        asked.set_user_attr("sweep_trial_index", trial.index)
         write_json_atomic(path, {"study": study.study_name, "number": asked.number, "params": params})
     return params
 
 
-def metric_value(manifest: dict[str, Any], results: dict[str, Any]) -> float | None:
-    """The sweep metric out of a result's "results" (a dotted name may also be nested)."""
-    name = manifest.get("metric")
-    if not name or not isinstance(results, dict):
-        return None
-    value: Any = results.get(name)
-    if value is None and "." in name:
-        value = results
-        for part in name.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def tell(sweep_dir: str | os.PathLike, manifest: dict[str, Any], trial: dict[str, Any],
-         result_status: str, value: float | None) -> None:
+def tell(sweep_dir: str | os.PathLike, settings: Settings, trial: Trial, result_status: str,
+         value: float | None) -> None:
     """Finish the task's Optuna trial: completed with a value -> COMPLETE, pruned -> PRUNED
     (Optuna keeps its last reported value), anything else (failed, diverged, preempted, or
     completed without the metric) -> FAIL, which samplers leave out. Idempotent."""
-    from optuna.trial import TrialState
+    from optuna.trial import TrialState as OptunaState
 
-    stored = read_trial_file(trial_file(sweep_dir, trial["id"]))
+    stored = read_trial_file(trial_file(sweep_dir, trial.id))
     if stored is None:
         return
-    study = load_study(sweep_dir, manifest, seed=task_seed(manifest, trial))
-    state = TrialState[_STATES.get(result_status, "FAIL")]
-    if state == TrialState.COMPLETE and (value is None or not math.isfinite(value)):
-        state = TrialState.FAIL
-    study.tell(stored["number"], value if state == TrialState.COMPLETE else None, state=state,
+    study = load_study(sweep_dir, settings, seed=task_seed(settings, trial))
+    state = OptunaState[_STATES.get(result_status, "FAIL")]
+    if state == OptunaState.COMPLETE and (value is None or not math.isfinite(value)):
+        state = OptunaState.FAIL
+    study.tell(stored["number"], value if state == OptunaState.COMPLETE else None, state=state,
                skip_if_finished=True)
 
 
@@ -213,8 +196,7 @@ def report(step: int, value: float) -> bool:
     if stored is None:
         return False
     if tdir not in _open:
-        manifest = mf.read_manifest(sweep_dir)
-        study = load_study(sweep_dir, manifest)
+        study = load_study(sweep_dir, mf.read_settings(sweep_dir))
         frozen = _stored_trial(study, stored["number"])
         if frozen is None:
             return False
@@ -234,19 +216,17 @@ def report(step: int, value: float) -> bool:
 
 # --- what pruning saved ----------------------------------------------------------------------
 
-def _gpus_per_task(manifest: dict[str, Any]) -> int:
-    """GPUs each task holds, from the cluster profile's gres (`gpu:2`, `gpu:a100:1`); 1 if unsaid."""
-    for block in (manifest.get("cluster") or {}, manifest.get("resources") or {}):
-        gres = block.get("gres") if isinstance(block, dict) else None
-        if isinstance(gres, str) and gres.startswith("gpu"):
-            try:
-                return max(1, int(gres.rsplit(":", 1)[-1]))
-            except ValueError:
-                return 1
+def gpus_per_task(gres: str | None) -> int:
+    """GPUs each task holds, from a gres request (`gpu:2`, `gpu:a100:1`); 1 if unsaid."""
+    if isinstance(gres, str) and gres.startswith("gpu"):
+        try:
+            return max(1, int(gres.rsplit(":", 1)[-1]))
+        except ValueError:
+            return 1
     return 1
 
 
-def gpu_hours_saved(manifest: dict[str, Any], results: Iterable[dict[str, Any]]) -> float:
+def gpu_hours_saved(settings: Settings, results: Iterable[dict[str, Any]]) -> float:
     """Estimated GPU-hours the pruner saved: for each pruned trial that stopped at step r of
     max_iter after t seconds, (max_iter - r) / r * t, assuming steps cost the same throughout.
 
@@ -254,10 +234,8 @@ def gpu_hours_saved(manifest: dict[str, Any], results: Iterable[dict[str, Any]])
     (jobs.runtime adds it). max_iter is the pruner's (or W&B's min_iter * eta**s); without one,
     the longest any trial of the sweep ran (its "pruned_at_step" or "last_step").
     """
-    from launcher.search.optuna_space import pruner_settings, resource_bounds
-
     rows = [r for r in results if isinstance(r, dict)]
-    _, full = resource_bounds(pruner_settings(manifest))
+    _, full = settings.pruner.resource_bounds()
     if full is None:
         steps = [(r.get("results") or {}).get(k) for r in rows for k in ("pruned_at_step", "last_step")]
         steps = [s for s in steps if isinstance(s, (int, float))]
@@ -272,4 +250,4 @@ def gpu_hours_saved(manifest: dict[str, Any], results: Iterable[dict[str, Any]])
                 or not isinstance(runtime, (int, float)):
             continue
         seconds += max(0.0, (full - reached) / reached) * runtime
-    return seconds * _gpus_per_task(manifest) / 3600.0
+    return seconds * gpus_per_task(settings.cluster.gres) / 3600.0

@@ -1,31 +1,38 @@
-"""manifest.json: the sweep directory's source of truth (trials and submissions).
+"""manifest.json: the sweep directory's source of truth, as typed records read and written here only.
 
-Format (schema 1), written atomically on every change:
+    Manifest      settings + trials + submissions + what waits for queue room
+    Settings      what the launch fixed: command, metric, method, space, limits ... (never changes)
+    Trial         one planned run (plans make them, backends submit them, the runner runs them)
+    Submission    one array (or local pool run) as recorded: pending before sbatch, then its job id
+    Stages        progressive stages: the key, its values, how a stage names its parent checkpoint
 
-    {"schema": 1, "name": str, "created": iso, "dialect": str, "source": str|null,
-     "method": str, "metric": str|null, "goal": "maximize"|"minimize",
-     "command": [str, ...],            # argv prefix, may hold W&B macros (see jobs.argv)
-     "executor": "slurm"|"local"|"submitit", "cluster": {...profile...},
-     "max_attempts": int,
-     "trials": [Trial.to_dict(), ...],  # ids, index (unique), stage, params, overrides, parent
-     "submissions": [{"stage": int, "job_id": str, "array": "0-99%8", "offset": int,
-                      "indices": [int, ...] compact string "0-99", "dependency": str|null,
-                      "executor": str, "submitted": iso}, ...]}
+On disk (version 2), one JSON object, written atomically on every change:
 
-Reading it is plain `json` so that the in-task runtime starts fast.
+    {"version": 2, <every Settings field>, "trials": [Trial...], "submissions": [Submission...],
+     "unsubmitted": "1000-5999"}
+
+Version 1 manifests (no "version"; "schema": 1) are still read: local runs recorded as job id
+"local:<pid>" become `pid`, and "checkpoint_key" becomes `stages`. Stdlib only: every array task
+may read this module.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 TYPE_CHECKING = False  # typing costs a few ms at every array task's start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, Iterable
 
-from jobs.atomic import write_json_atomic
+from jobs.atomic import write_json_atomic, write_text_atomic
 from jobs.errors import UserError
+from jobs.profile import ClusterProfile
+from search.dist import Dist
+from search.pruner import Pruner
 
+VERSION = 2
 MANIFEST = "manifest.json"
 SPEC_COPY = "sweep.yaml"
 TRIALS = "trials"
@@ -33,7 +40,18 @@ RESULT = "result.json"
 METRICS = "metrics.json"        # what the swept program writes to $SWEEP_RESULT_FILE
 PROGRESS = "progress.jsonl"
 CHECKPOINTS = "checkpoints"
+# Present while `sweep cancel` holds the sweep back: tasks record a cancel instead of requeueing,
+# and nothing tops the queue up. `sweep resume` removes it.
+CANCEL_MARKER = "cancelled"
+# Present while trials wait for queue room: a task that ends sees it (one stat) and tops up.
+WAITING_MARKER = "waiting"
+DEFAULT_CHECKPOINT_KEY = "checkpoint_path"
+DEFAULT_MAX_ATTEMPTS = 3
+EXECUTORS = ("slurm", "submitit", "local")
+_LOCAL_PREFIX = "local:"       # version 1 recorded local runs as job id "local:<pid>"
 
+
+# --- paths --------------------------------------------------------------------------------------
 
 def manifest_path(sweep_dir: str | os.PathLike) -> Path:
     return Path(sweep_dir) / MANIFEST
@@ -47,24 +65,9 @@ def result_path(sweep_dir: str | os.PathLike, trial_id: str) -> Path:
     return trial_dir(sweep_dir, trial_id) / RESULT
 
 
-def read_manifest(sweep_dir: str | os.PathLike) -> dict[str, Any]:
-    path = manifest_path(sweep_dir)
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{sweep_dir} is not a sweep directory (no {MANIFEST})",
-                        fix="pass the directory `sweep launch` printed, or launch the sweep first") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is not valid JSON ({exc})",
-                        fix="restore it from a backup; it is only written atomically, so this is disk damage") from None
+# --- index ranges (Slurm's --array syntax) -------------------------------------------------------
 
-
-def write_manifest(sweep_dir: str | os.PathLike, manifest: dict[str, Any]) -> None:
-    write_json_atomic(manifest_path(sweep_dir), manifest)
-
-
-def compact_ranges(indices: list[int]) -> str:
+def compact_ranges(indices: Iterable[int]) -> str:
     """[0,1,2,3,7,12,13,14,15] -> '0-3,7,12-15' (Slurm's --array syntax)."""
     out: list[str] = []
     xs = sorted(set(indices))
@@ -95,8 +98,364 @@ def expand_ranges(text: str) -> list[int]:
     return out
 
 
-def uses_study(manifest: dict[str, Any]) -> bool:
-    """True for sweeps whose tasks ask/tell an Optuna study (jobs.bayes): bayes plans, and any
-    plan with a pruner. Here, not in jobs.bayes, so that other sweeps' tasks never import it."""
-    pruner = (manifest.get("pruner") or {}).get("kind") or "none"
-    return manifest.get("method") == "bayes" or str(pruner).lower() != "none"
+def task_of(indices: list[int], index: int, *, offset: int, pack: int) -> int:
+    """The task id that runs trial `index` of an array holding the sorted `indices`:
+    unpacked, index - offset; packed, offset + position // pack."""
+    if pack <= 1:
+        return index - offset
+    return offset + indices.index(index) // pack
+
+
+def tasks_of(indices: list[int], *, offset: int, pack: int) -> dict[int, list[int]]:
+    """{task id: trial indices} of an array holding the sorted `indices` (inverse of task_of)."""
+    out: dict[int, list[int]] = {}
+    if pack <= 1:
+        for index in indices:
+            out[index - offset] = [index]
+        return out
+    for pos in range(0, len(indices), pack):
+        out[offset + pos // pack] = indices[pos:pos + pack]
+    return out
+
+
+# --- records --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Stages:
+    """Progressive training: the same trials run once per value of `key`, in order. Stage k+1 of
+    trial i starts from trial i's stage-k checkpoint, passed as `<checkpoint_key>=<path>`."""
+
+    key: str
+    values: tuple[Any, ...]
+    checkpoint_key: str = DEFAULT_CHECKPOINT_KEY
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One planned run. Plans make these; backends submit them; the runtime runs them.
+
+    index:       position in the sweep (unique across stages); the Slurm array task id
+                 is `index - offset` of the submission that holds it.
+    params:      only what the plan varied (what reports call hyperparameters).
+    overrides:   every value passed to the command (constants, params, environment and stage
+                 key), typed, in command-line order; rendered as `key=value` by jobs.argv.
+    parent:      id of the trial whose checkpoint this one starts from (progressive stages).
+    variant:     name of the A/B variant (baseline plans) whose overrides are in params.
+    replica:     repeat / sample number that tells apart trials with equal params (random
+                 samples, repeated seeds, bayes trials whose params are asked at run time).
+    """
+
+    id: str
+    index: int
+    stage: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)
+    environment: str | None = None
+    parent: str | None = None
+    variant: str | None = None
+    replica: int = 0
+
+    def override_args(self) -> list[str]:
+        """The overrides as `key=value` strings (what `--dry-run --json` shows)."""
+        from jobs.argv import format_value
+
+        return [f"{k}={format_value(v)}" for k, v in self.overrides.items()]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"id": self.id, "index": self.index, "stage": self.stage, "params": self.params,
+             "overrides": self.overrides}
+        for name in ("environment", "parent", "variant"):
+            if getattr(self, name) is not None:
+                d[name] = getattr(self, name)
+        if self.replica:
+            d["replica"] = self.replica
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Trial:
+        return cls(id=d["id"], index=d["index"], stage=d.get("stage", 0), params=d.get("params") or {},
+                   overrides=d.get("overrides") or {}, environment=d.get("environment"),
+                   parent=d.get("parent"), variant=d.get("variant"), replica=d.get("replica", 0))
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One submission: trial indices of one stage, as the backend ran them.
+
+    Backend-neutral: stage, indices, executor, token, state, submitted. Slurm (and submitit):
+    job_id, offset (task id = index - offset), array (the --array value), dependency. Local: pid
+    of the process pool that runs them.
+
+    state "pending": recorded before sbatch ran, with a token Slurm keeps in the job's name
+    (jobs.submission); "submitted" once the job id is known.
+    """
+
+    stage: int
+    indices: str
+    executor: str
+    token: str = ""
+    state: str = "submitted"
+    job_id: str | None = None
+    offset: int = 0
+    pack: int = 1
+    array: str | None = None
+    dependency: str | None = None
+    pid: int | None = None
+    submitted: str = ""
+
+    @property
+    def is_slurm(self) -> bool:
+        return self.executor in ("slurm", "submitit")
+
+    def index_list(self) -> list[int]:
+        return expand_ranges(self.indices)
+
+    def task_id(self, index: int) -> str | None:
+        """'<array job>_<task>' of a trial in this submission; None before a job id exists."""
+        if not (self.is_slurm and self.job_id):
+            return None
+        return f"{self.job_id}_{task_of(self.index_list(), index, offset=self.offset, pack=self.pack)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Submission:
+        job, pid, dependency = d.get("job_id"), d.get("pid"), d.get("dependency")
+        if isinstance(job, str) and job.startswith(_LOCAL_PREFIX):     # version 1
+            pid, job = int(job[len(_LOCAL_PREFIX):]), None
+        if dependency == "aftercorr:local":                            # version 1
+            dependency = None
+        return cls(stage=int(d.get("stage", 0)), indices=str(d.get("indices", "")),
+                   executor=d.get("executor") or "slurm", token=d.get("token") or "",
+                   state=d.get("state") or "submitted", job_id=None if job is None else str(job),
+                   offset=int(d.get("offset") or 0), pack=int(d.get("pack") or 1), array=d.get("array"),
+                   dependency=dependency,
+                   pid=pid, submitted=d.get("submitted") or "")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a launch fixed. Every field is written at launch and never changes."""
+
+    name: str
+    command: tuple[str, ...]
+    executor: str = "slurm"
+    method: str = "grid"
+    metric: str | None = None
+    goal: str = "maximize"
+    # Where the command runs (relative paths in the sweep resolve against it).
+    workdir: str = ""
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    # Trials run one after another in each array task (1: one trial per task).
+    pack: int = 1
+    stages: Stages | None = None
+    # The search: what jobs.bayes needs in the array tasks (space, sampler, pruner, options, seed).
+    space: dict[str, Dist] = field(default_factory=dict)
+    sampler: str | None = None
+    pruner: Pruner = field(default_factory=Pruner)
+    search_options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    # Where the spec came from.
+    dialect: str = "native"
+    source: str | None = None
+    created: str = ""
+    # The cluster profile the arrays are rendered with.
+    cluster: ClusterProfile = field(default_factory=ClusterProfile)
+    # Where the runs log: {"wandb_project": ..., "wandb_entity": ...} (a ConSpec file's `logging:`).
+    logging: dict[str, Any] = field(default_factory=dict)
+    # The launch's options as parsed (what `sweep resume` reuses: max_parallel, ...).
+    launch: dict[str, Any] = field(default_factory=dict)
+    # Identity of the launch: the command and the trial ids (launcher.sweepdir.fingerprint).
+    fingerprint: str = ""
+
+    @property
+    def checkpoint_key(self) -> str:
+        return self.stages.checkpoint_key if self.stages else DEFAULT_CHECKPOINT_KEY
+
+    @property
+    def uses_study(self) -> bool:
+        """Tasks ask/tell an Optuna study (jobs.bayes): bayes plans, and any plan with a pruner."""
+        return self.method == "bayes" or self.pruner.active
+
+    @property
+    def max_parallel(self) -> int | None:
+        return self.launch.get("max_parallel")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["command"] = list(self.command)
+        d["space"] = {k: dist.to_dict() for k, dist in self.space.items()}
+        d["pruner"] = self.pruner.to_dict()
+        d["cluster"] = self.cluster.to_dict()
+        d["stages"] = None if self.stages is None else {"key": self.stages.key, "values": list(self.stages.values),
+                                                         "checkpoint_key": self.stages.checkpoint_key}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Settings:
+        stages = d.get("stages")
+        if isinstance(stages, dict):
+            stages = Stages(key=stages.get("key") or "", values=tuple(stages.get("values") or ()),
+                            checkpoint_key=stages.get("checkpoint_key") or DEFAULT_CHECKPOINT_KEY)
+        elif d.get("checkpoint_key"):                                  # version 1: only the key
+            stages = Stages(key="", values=(), checkpoint_key=d["checkpoint_key"])
+        else:
+            stages = None
+        names = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in d.items() if k in names}
+        known.update(
+            name=str(d.get("name") or "sweep"), command=tuple(str(c) for c in d.get("command") or ()),
+            stages=stages, space={k: Dist.from_dict(v) for k, v in (d.get("space") or {}).items()},
+            pruner=Pruner.from_dict(d.get("pruner")), cluster=ClusterProfile.from_dict(d.get("cluster")),
+            logging=d.get("logging") or {}, launch=d.get("launch") or {},
+            search_options=d.get("search_options") or {}, goal=d.get("goal") or "maximize",
+            max_attempts=int(d.get("max_attempts") or DEFAULT_MAX_ATTEMPTS), seed=int(d.get("seed") or 0),
+            pack=int(d.get("pack") or 1),
+            executor=d.get("executor") or "slurm", method=d.get("method") or "grid",
+            workdir=d.get("workdir") or "", dialect=d.get("dialect") or "native")
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    settings: Settings
+    trials: tuple[Trial, ...] = ()
+    submissions: tuple[Submission, ...] = ()
+    # Trial indices not submitted yet because of the cluster's queue limits (compact ranges).
+    unsubmitted: str = ""
+    version: int = VERSION
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    def trial_at(self, index: int) -> Trial:
+        # Plans number trials 0..n-1 in order, so the position is almost always the index.
+        trials = self.trials
+        if 0 <= index < len(trials) and trials[index].index == index:
+            return trials[index]
+        for trial in trials:
+            if trial.index == index:
+                return trial
+        raise KeyError(index)
+
+    def by_id(self) -> dict[str, Trial]:
+        return {t.id: t for t in self.trials}
+
+    def unsubmitted_indices(self) -> list[int]:
+        return expand_ranges(self.unsubmitted)
+
+    def latest_submissions(self) -> dict[int, Submission]:
+        """{trial index: the latest submission that holds it} (resume appends newer ones)."""
+        out: dict[int, Submission] = {}
+        for sub in self.submissions:
+            for index in sub.index_list():
+                out[index] = sub
+        return out
+
+    def submitted_indices(self) -> set[int]:
+        return set(self.latest_submissions())
+
+    def job_ids(self) -> list[str]:
+        """The parent array job ids of every Slurm submission (what sacct/squeue/scancel take)."""
+        return list(dict.fromkeys(s.job_id for s in self.submissions if s.is_slurm and s.job_id))
+
+    def replace(self, **changes: Any) -> Manifest:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, **self.settings.to_dict(),
+                "trials": [t.to_dict() for t in self.trials],
+                "submissions": [s.to_dict() for s in self.submissions],
+                "unsubmitted": self.unsubmitted}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Manifest:
+        return cls(settings=Settings.from_dict(d), trials=tuple(Trial.from_dict(t) for t in d.get("trials") or ()),
+                   submissions=tuple(Submission.from_dict(s) for s in d.get("submissions") or ()),
+                   unsubmitted=str(d.get("unsubmitted") or ""))
+
+
+# --- reading and writing ----------------------------------------------------------------------------
+
+def _load(sweep_dir: str | os.PathLike) -> dict[str, Any]:
+    path = manifest_path(sweep_dir)
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (FileNotFoundError, NotADirectoryError):
+        what = "is not a directory" if os.path.exists(sweep_dir) and not os.path.isdir(sweep_dir) \
+            else f"is not a sweep directory (no {MANIFEST})"
+        raise UserError(f"{sweep_dir} {what}",
+                        fix="pass the directory `sweep launch` printed (`sweep list` shows the sweeps under a "
+                            "directory)") from None
+    except PermissionError:
+        raise UserError(f"cannot read {path} (permission denied)",
+                        fix="ask the sweep's owner to make it readable, or pass another directory") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not valid JSON ({exc})",
+                        fix="restore it from a backup; it is only written atomically, so this is disk damage") from None
+    if not isinstance(data, dict) or "trials" not in data:
+        raise UserError(f"{path} is not a slurmsweep manifest", fix="pass the directory `sweep launch` printed")
+    if int(data.get("version") or 1) > VERSION:
+        raise UserError(f"{path} was written by a newer slurmsweep (manifest version {data['version']})",
+                        fix="upgrade slurmsweep to read it")
+    return data
+
+
+def read_manifest(sweep_dir: str | os.PathLike) -> Manifest:
+    return Manifest.from_dict(_load(sweep_dir))
+
+
+def read_settings(sweep_dir: str | os.PathLike) -> Settings:
+    """The sweep's settings (what a swept program may need to know, e.g. its metric)."""
+    return Settings.from_dict(_load(sweep_dir))
+
+
+def write_manifest(sweep_dir: str | os.PathLike, manifest: Manifest) -> None:
+    write_json_atomic(manifest_path(sweep_dir), manifest.to_dict())
+
+
+# --- per-array task files: what one array task reads instead of the whole manifest ----------------
+#
+# arrays/<token>.jsonl, written before the array is submitted: a header line
+# {"version": 1, "settings": {...}, "tasks": "<task ids, compact>"}, then one line per task id in
+# order, each a JSON list of the trial records that task runs (one, or a pack). A task reads the
+# header and skips to its own line: its start costs the same at 100 trials or 100,000.
+
+ARRAYS = "arrays"
+
+
+def array_file(sweep_dir: str | os.PathLike, token: str) -> Path:
+    return Path(sweep_dir) / ARRAYS / f"{token}.jsonl"
+
+
+def write_array_file(sweep_dir: str | os.PathLike, token: str, settings: Settings,
+                     tasks: dict[int, list[Trial]]) -> None:
+    ids = sorted(tasks)
+    lines = [json.dumps({"version": 1, "settings": settings.to_dict(), "tasks": compact_ranges(ids)}, default=str)]
+    lines += [json.dumps([t.to_dict() for t in tasks[i]], default=str) for i in ids]
+    path = array_file(sweep_dir, token)
+    path.parent.mkdir(exist_ok=True)
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def read_array_task(sweep_dir: str | os.PathLike, token: str, task_id: int) -> tuple[Settings, list[Trial]]:
+    """The settings and the trials of one task of an array (KeyError: no such task)."""
+    with open(array_file(sweep_dir, token)) as f:
+        header = json.loads(f.readline())
+        position = 0
+        for part in filter(None, header["tasks"].split(",")):
+            first, _, last = part.partition("-")
+            first_i, last_i = int(first), int(last or first)
+            if first_i <= task_id <= last_i:
+                position += task_id - first_i
+                break
+            position += last_i - first_i + 1
+        else:
+            raise KeyError(task_id)
+        for _ in range(position):
+            f.readline()
+        trials = json.loads(f.readline())
+    return Settings.from_dict(header["settings"]), [Trial.from_dict(t) for t in trials]

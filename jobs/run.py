@@ -1,19 +1,29 @@
-"""The array task: `python -m jobs.run SWEEP_DIR TASK_ID [--offset N]`.
+"""The array task: `python -m jobs.run SWEEP_DIR TASK_ID [--array TOKEN | --offset N]`.
 
-Maps the task to its trial (index = offset + task id), runs the trial's command with
-its overrides and the SWEEP_* variables, and wraps what the program wrote to
-$SWEEP_RESULT_FILE into trials/<id>/result.json, once, atomically.
+Finds its trials (a Slurm task: the line for TASK_ID in arrays/<TOKEN>.jsonl, one trial or a pack
+of them; locally and in old scripts: trial index OFFSET + TASK_ID of manifest.json), runs each
+trial's command with its overrides and the SWEEP_* variables, and wraps what the program wrote to
+$SWEEP_RESULT_FILE into trials/<id>/result.json, once, atomically. Trials that already have a
+final result are skipped, so a requeued packed task carries on where it stopped.
 
-A Python program run by this interpreter (`python prog.py`, `python -m mod`) starts in a
-fork of the runner instead of a second interpreter (jobs.inproc; SLURMSWEEP_NO_INPROC=1 turns
-that off); any other command is exec'd in its own session.
+A Python program run by this interpreter (`python prog.py`, `python -m mod`) starts in a fork of
+the runner instead of a second interpreter (jobs.inproc; SLURMSWEEP_NO_INPROC=1 turns that off);
+any other command is exec'd in its own session. A packed task whose allocation holds several GPUs
+runs that many trials side by side, each with its own CUDA_VISIBLE_DEVICES (exec'd: no fork from
+a threaded runner).
 
-Every Slurm array task and every local trial starts here, so this module imports only
-the standard library and our stdlib-only `jobs` modules: no yaml, no rich, no torch.
+When a stop signal comes, jobs.stop says why: a cancel is recorded and never requeued; a time
+limit requeues while the trial's budget lasts, then records a timeout; Slurm's own requeue needs
+nothing; anything else checkpoints and requeues. At the end, a task of a sweep with trials
+waiting for queue room tops the queue up (jobs.topup).
+
+Every Slurm array task starts here, so this module imports only the standard library and our
+stdlib-only `jobs` modules: no yaml, no rich, no torch.
 
 Exit codes (what Slurm records, and what `--dependency=aftercorr` reads):
-    0  completed, or skipped because a finished result already exists, or requeued
-    1  failed (after the last attempt)
+    0  completed, or skipped because a finished result already exists, or requeued; a packed
+       task: any of its trials completed (each later-stage trial checks its own parent)
+    1  failed (after the last attempt), cancelled or timed out
     3  diverged or pruned: finished, but a later stage must not start from it
 """
 from __future__ import annotations
@@ -34,52 +44,30 @@ if __name__ == "__main__" and not __package__:
     # or site-packages) then goes on sys.path so that the stdlib-only `jobs` imports resolve.
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from jobs import inproc
+from jobs import inproc, stop
 from jobs import manifest as mf
-from jobs.atomic import write_json_atomic, write_text_atomic
+from jobs.atomic import write_text_atomic
+from jobs.manifest import Settings, Trial
+from jobs.results import RESERVED_KEYS, RESULT_SCHEMA, finite_metric, metric_value, read_result, write_result
+from jobs.trial_state import TrialState
 
-RESULT_SCHEMA = 1
-DEFAULT_MAX_ATTEMPTS = 3
-FAILURES = "failures"  # in the trial directory: failed attempts so far (preemptions not counted)
-# A result with one of these statuses is final: rerunning the task is a no-op.
-FINISHED_STATUSES = ("completed", "diverged", "pruned")
-RESERVED_KEYS = ("status", "error")
-STOP_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
+FAILURES = "failures"    # in the trial directory: failed attempts so far (preemptions not counted)
+TIMEOUTS = "timeouts"    # in the trial directory: time-limit requeues so far
 LOG = "trial.log"
 ERROR_TAIL_LINES = 30
 EXIT_FAILED, EXIT_STOPPED_EARLY = 1, 3
+# What a trial's run ended in, beyond its result status: the task then stops running trials.
+REQUEUE = "requeue"
 
 
 def _say(message: str) -> None:
-    # The runner's own lines go to the Slurm log (or the local supervisor's log), not trial.log.
+    # The runner's own lines go to the Slurm log (or the local pool's log), not trial.log.
     print(f"[jobs.run {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def now_iso() -> str:
     # UTC to the second, e.g. 2026-01-31T12:00:00Z (time, not datetime: one import less per task).
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-# --- finding the trial -----------------------------------------------------------------------
-
-def find_trial(manifest: dict[str, Any], index: int) -> dict[str, Any]:
-    trials = manifest.get("trials", [])
-    # Plans number trials 0..n-1 in order, so the position is almost always the index.
-    if 0 <= index < len(trials) and trials[index].get("index") == index:
-        return trials[index]
-    for trial in trials:
-        if trial.get("index") == index:
-            return trial
-    raise SystemExit(f"jobs.run: no trial with index {index} in the manifest "
-                     f"({len(trials)} trials); was the task submitted with the right --offset?")
-
-
-def read_result(sweep_dir: Path, trial_id: str) -> dict[str, Any] | None:
-    try:
-        with open(mf.result_path(sweep_dir, trial_id)) as f:
-            return json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 # --- the environment the program sees --------------------------------------------------------
@@ -109,61 +97,45 @@ def gpu_name() -> str | None:
     return None
 
 
-def trial_argv(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any], *,
-               write_json_file: bool = True) -> list[str]:
+def trial_argv(sweep_dir: Path, settings: Settings, trial: Trial, *, write_json_file: bool = True) -> list[str]:
     """The argv of the trial's program; `${args_json_file}` is written into its trial directory
     (a dry run passes write_json_file=False and only shows the path)."""
     from jobs.argv import render_argv, resolve_python
 
-    overrides = dict(trial.get("overrides", {}))
-    parent = trial.get("parent")
-    if parent:
+    overrides = dict(trial.overrides)
+    if trial.parent:
         # Progressive stage: start from this trial's own previous stage.
-        key = manifest.get("checkpoint_key") or "checkpoint_path"
-        overrides.setdefault(key, str(mf.trial_dir(sweep_dir, parent) / mf.CHECKPOINTS))
-    return resolve_python(render_argv(list(manifest["command"]), overrides,
-                                      json_file_dir=mf.trial_dir(sweep_dir, trial["id"]),
+        overrides.setdefault(settings.checkpoint_key, str(mf.trial_dir(sweep_dir, trial.parent) / mf.CHECKPOINTS))
+    return resolve_python(render_argv(list(settings.command), overrides,
+                                      json_file_dir=mf.trial_dir(sweep_dir, trial.id),
                                       write_json_file=write_json_file))
 
 
-def trial_env(sweep_dir: Path, trial: dict[str, Any], attempt: int) -> dict[str, str]:
-    tdir = mf.trial_dir(sweep_dir, trial["id"])
+def trial_env(sweep_dir: Path, settings: Settings, trial: Trial, attempt: int,
+              extra: dict[str, str] | None = None) -> dict[str, str]:
+    tdir = mf.trial_dir(sweep_dir, trial.id)
     env = dict(os.environ)
     env.update({
         "SWEEP_DIR": str(sweep_dir),
-        "SWEEP_TRIAL_ID": trial["id"],
+        "SWEEP_NAME": settings.name,
+        "SWEEP_TRIAL_ID": trial.id,
         "SWEEP_TRIAL_DIR": str(tdir),
         "SWEEP_RESULT_FILE": str(tdir / mf.METRICS),
         "SWEEP_CHECKPOINT_DIR": str(tdir / mf.CHECKPOINTS),
         "SWEEP_ATTEMPT": str(attempt),
-        "SWEEP_STAGE": str(trial.get("stage", 0)),
+        "SWEEP_STAGE": str(trial.stage),
     })
+    if trial.environment is not None:
+        env["SWEEP_ENVIRONMENT"] = str(trial.environment)
+    # A sweep file's `logging:` block (ConSpec): where the runs' W&B records go. wandb reads these.
+    for key, var in (("wandb_project", "WANDB_PROJECT"), ("wandb_entity", "WANDB_ENTITY")):
+        if settings.logging.get(key):
+            env.setdefault(var, str(settings.logging[key]))
+    env.update(extra or {})
     return env
 
 
 # --- running one attempt ---------------------------------------------------------------------
-
-class _Forwarder:
-    """Signal handlers that pass SIGUSR1/SIGUSR2/SIGTERM to the program's process group.
-
-    The program runs in its own session (so its data-loader workers get the signal too),
-    which means Slurm's `--signal=B:...` only reaches this runner: forwarding is our job.
-    """
-
-    def __init__(self) -> None:
-        self.child: Any = None  # the program: a subprocess.Popen or an inproc.ForkedProgram
-        self.signum: int | None = None
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-        if self.child is not None and self.child.poll() is None:
-            try:
-                os.killpg(self.child.pid, signum)
-            except ProcessLookupError:
-                pass
-
 
 def _tail(path: Path, start: int, lines: int = ERROR_TAIL_LINES) -> str:
     try:
@@ -196,22 +168,22 @@ def _popen(argv: list[str], log: Any, env: dict[str, str], cwd: str | None) -> A
                             start_new_session=True, cwd=cwd)
 
 
-def run_attempt(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any], attempt: int,
-                forwarder: _Forwarder, fork_python: bool = False) -> dict[str, Any]:
+def run_attempt(sweep_dir: Path, settings: Settings, trial: Trial, attempt: int, forwarder: stop.Forwarder,
+                fork_python: bool = False, env_extra: dict[str, str] | None = None) -> dict[str, Any]:
     """Run the program once; return {returncode, metrics, problem, error_tail, runtime_s}.
 
     With `fork_python` (this process is the runner, not a host such as submitit's worker), a
     Python program run by this interpreter starts in a fork of the runner (jobs.inproc)."""
-    tdir = mf.trial_dir(sweep_dir, trial["id"])
+    tdir = mf.trial_dir(sweep_dir, trial.id)
     (tdir / mf.CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     metrics_file = tdir / mf.METRICS
     # A metrics file from an earlier attempt would pass for this attempt's result.
     metrics_file.unlink(missing_ok=True)
     log_path = tdir / LOG
-    argv = trial_argv(sweep_dir, manifest, trial)
-    workdir = manifest.get("workdir")
+    argv = trial_argv(sweep_dir, settings, trial)
+    workdir = settings.workdir
     cwd = workdir if workdir and os.path.isdir(workdir) else None
-    env = trial_env(sweep_dir, trial, attempt)
+    env = trial_env(sweep_dir, settings, trial, attempt, env_extra)
     forked = inproc.program(argv, cwd) if fork_python else None
     with open(log_path, "ab") as log:
         start_offset = log.tell()
@@ -228,11 +200,9 @@ def run_attempt(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any]
             log.write(f"cannot start {argv[0]!r}: {exc}\n".encode())
             return {"returncode": 127, "metrics": None, "problem": f"cannot start {argv[0]!r}: {exc}",
                     "error_tail": str(exc), "runtime_s": 0.0}
-        forwarder.child = child
-        if forwarder.signum is not None:  # a signal that came before the program existed
-            os.killpg(child.pid, forwarder.signum)
+        forwarder.adopt(child)
         returncode = child.wait()  # PEP 475: a forwarded signal does not interrupt the wait
-        forwarder.child = None
+        forwarder.release(child)
         runtime = time.monotonic() - started
         log.write(f"=== exit {returncode} after {runtime:.1f}s ===\n".encode())
     metrics, problem = _read_metrics(metrics_file)
@@ -240,33 +210,37 @@ def run_attempt(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any]
             "error_tail": _tail(log_path, start_offset), "runtime_s": runtime}
 
 
-def classify(outcome: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
+def classify(outcome: dict[str, Any], metric: str | None = None) -> tuple[str, str | None, dict[str, Any]]:
     """(status, error, results) of one attempt."""
+    from jobs.causes import explain_exit
+
     metrics, returncode = outcome["metrics"], outcome["returncode"]
-    if metrics is not None and metrics.get("status") in ("diverged", "pruned"):
+    results = {k: v for k, v in (metrics or {}).items() if k not in RESERVED_KEYS}
+    if metrics is not None and metrics.get("status") in (TrialState.DIVERGED, TrialState.PRUNED):
         # Stopped on purpose, whatever the exit code (the trainer exits 3 on divergence):
         # final, never retried -- a rerun from the last checkpoint would diverge again.
-        results = {k: v for k, v in metrics.items() if k not in RESERVED_KEYS}
         return metrics["status"], metrics.get("error"), results
     if returncode == 0 and metrics is not None:
-        results = {k: v for k, v in metrics.items() if k not in RESERVED_KEYS}
-        return "completed", metrics.get("error"), results
-    results = {k: v for k, v in (metrics or {}).items() if k not in RESERVED_KEYS}
-    why = f"exit code {returncode}" if returncode != 0 else outcome["problem"]
+        value = metric_value(results, metric)
+        if value is not None and finite_metric(results, metric) is None:
+            # A "completed" run whose metric is NaN/Inf is a diverged one: never the best.
+            return TrialState.DIVERGED.value, f"{metric} is {value}", results
+        return TrialState.COMPLETED.value, metrics.get("error"), results
+    why = explain_exit(returncode, outcome["error_tail"]) if returncode != 0 else outcome["problem"]
     tail = outcome["error_tail"]
-    return "failed", f"{why}\n{tail}" if tail else why, results
+    return TrialState.FAILED.value, f"{why}\n{tail}" if tail else why, results
 
 
-def build_result(manifest: dict[str, Any], trial: dict[str, Any], status: str, error: str | None,
-                 results: dict[str, Any], runtime_s: float, attempt: int) -> dict[str, Any]:
+def build_result(settings: Settings, trial: Trial, status: str, error: str | None, results: dict[str, Any],
+                 runtime_s: float, attempt: int) -> dict[str, Any]:
     return {
         "schema": RESULT_SCHEMA,
-        "sweep": manifest.get("name"),
-        "trial": trial["index"],
-        "trial_id": trial["id"],
-        "stage": trial.get("stage", 0),
-        "environment": trial.get("environment"),
-        "hyperparameters": trial.get("params", {}),
+        "sweep": settings.name,
+        "trial": trial.index,
+        "trial_id": trial.id,
+        "stage": trial.stage,
+        "environment": trial.environment,
+        "hyperparameters": trial.params,
         "results": results,
         "status": status,
         "error": error,
@@ -275,23 +249,6 @@ def build_result(manifest: dict[str, Any], trial: dict[str, Any], status: str, e
         "job": {"id": slurm_task_id(), "node": os.environ.get("SLURMD_NODENAME") or os.uname().nodename,
                 "attempt": attempt, "gpu": gpu_name()},
     }
-
-
-def requeue_self() -> bool:
-    """`scontrol requeue <job>_<task>`: same job id, SLURM_RESTART_COUNT + 1. False if refused."""
-    from jobs import slurm  # only here: most tasks never requeue
-
-    try:
-        slurm.scontrol_requeue([slurm_task_id()])
-    except Exception as exc:  # SlurmError, or scontrol missing: record the trial as preempted
-        if "pending execution" in str(exc).lower():
-            # Slurm requeued the task itself (scontrol requeue, node down, preemption): the next
-            # attempt is already queued and owns the result, so this one writes none.
-            _say("already requeued by Slurm")
-            return True
-        _say(f"requeue failed: {exc}")
-        return False
-    return True
 
 
 def link_slurm_log(sweep_dir: Path, tdir: Path) -> None:
@@ -316,87 +273,240 @@ def full_site() -> None:
         site.main()
 
 
-def _tell(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any], status: str,
-          results: dict[str, Any]) -> None:
+def _tell(sweep_dir: Path, settings: Settings, trial: Trial, status: str, results: dict[str, Any]) -> None:
     # Before the result is written: a task killed in between reruns and asks afresh, instead
     # of leaving a finished trial that the study believes is still running. A broken journal
     # must not cost the trial its result, so a failure here is only logged.
     from jobs import bayes
 
     try:
-        bayes.tell(sweep_dir, manifest, trial, status, bayes.metric_value(manifest, results))
+        bayes.tell(sweep_dir, settings, trial, status, finite_metric(results, settings.metric))
     except Exception as exc:  # noqa: BLE001 - logged, the result is what matters
-        _say(f"could not tell the Optuna study about trial {trial['id']}: {exc!r}")
+        _say(f"could not tell the Optuna study about trial {trial.id}: {exc!r}")
 
 
-def read_failures(tdir: Path) -> int:
-    """Failed attempts of this trial so far (trials/<id>/failures)."""
+def _count(tdir: Path, name: str) -> int:
+    """A per-trial counter (trials/<id>/failures, trials/<id>/timeouts)."""
     try:
-        return int((tdir / FAILURES).read_text())
+        return int((tdir / name).read_text())
     except (OSError, ValueError):
         return 0
 
 
-def run_trial(sweep_dir: Path, manifest: dict[str, Any], trial: dict[str, Any], *, fork_python: bool = False) -> int:
-    existing = read_result(sweep_dir, trial["id"])
-    if existing and existing.get("status") in FINISHED_STATUSES:
-        _say(f"trial {trial['id']} already has a {existing['status']} result: nothing to do")
-        return 0 if existing["status"] == "completed" else EXIT_STOPPED_EARLY
-    tdir = mf.trial_dir(sweep_dir, trial["id"])
+def _bump(tdir: Path, name: str) -> int:
+    n = _count(tdir, name) + 1
+    write_text_atomic(tdir / name, f"{n}\n")
+    return n
+
+
+def _claim(tdir: Path) -> int | None:
+    """Hold trials/<id>/.running (flock) while the trial runs: a second task that somehow holds the
+    same trial (a stale task of a resubmitted array) leaves it alone instead of running it twice.
+    None: another process holds it. Filesystems without flock: no claim, the run goes on."""
+    import fcntl
+
+    try:
+        fd = os.open(tdir / ".running", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        pass   # no flock here
+    return fd
+
+
+def run_trial(sweep_dir: Path, settings: Settings, trial: Trial, forwarder: stop.Forwarder, *,
+              fork_python: bool = False, env_extra: dict[str, str] | None = None, retry_here: bool = False) -> str:
+    """Run one trial to a result (or to a requeue); return its status, or REQUEUE when the task
+    is to stop here and come back (requeued, or Slurm requeued it)."""
+    existing = read_result(sweep_dir, trial.id)
+    if existing and TrialState.of_result(existing).is_final():
+        _say(f"trial {trial.id} already has a {existing['status']} result: nothing to do")
+        return existing["status"]
+    tdir = mf.trial_dir(sweep_dir, trial.id)
     tdir.mkdir(parents=True, exist_ok=True)
+    claim = _claim(tdir)
+    if claim is None:
+        _say(f"trial {trial.id} is running in another task: not started here")
+        return "skipped"
+    try:
+        return _run_claimed(sweep_dir, settings, trial, tdir, forwarder, fork_python, env_extra, retry_here)
+    finally:
+        if claim >= 0:
+            os.close(claim)
+
+
+def _run_claimed(sweep_dir: Path, settings: Settings, trial: Trial, tdir: Path, forwarder: stop.Forwarder,
+                 fork_python: bool, env_extra: dict[str, str] | None, retry_here: bool) -> str:
     link_slurm_log(sweep_dir, tdir)
-    if mf.uses_study(manifest):
+    existing = read_result(sweep_dir, trial.id)   # again, now that the trial is ours
+    if existing and TrialState.of_result(existing).is_final():
+        return existing["status"]
+    if trial.parent:
+        parent = read_result(sweep_dir, trial.parent)
+        if not parent or TrialState.of_result(parent) is not TrialState.COMPLETED:
+            # Packed stages: this task ran because another trial of the parent task completed.
+            _say(f"trial {trial.id}: its earlier stage {trial.parent} did not complete; not started")
+            return "skipped"
+    if settings.uses_study:
+        import dataclasses
+
         from jobs import bayes
 
         full_site()  # Optuna lives in site-packages
         # Bayes trials get their params now (a requeued task gets its own back); pruned sweeps
         # register the trial so that its reports reach the pruner.
-        params = bayes.ask(sweep_dir, manifest, trial)
-        trial = {**trial, "params": params, "overrides": {**trial.get("overrides", {}), **params}}
-    max_attempts = int(manifest.get("max_attempts") or DEFAULT_MAX_ATTEMPTS)
-    forwarder = _Forwarder()
+        params = bayes.ask(sweep_dir, settings, trial)
+        trial = dataclasses.replace(trial, params=params, overrides={**trial.overrides, **params})
     slurm = under_slurm()
     # Under Slurm every attempt is a new start of this task (SLURM_RESTART_COUNT counts them,
-    # preemptions and node failures included); locally this loop is the retry. The failure
-    # budget counts failed attempts only, in the trial directory: a preemption costs none.
+    # preemptions and node failures included); locally, and in packed tasks, this loop is the
+    # retry. The failure budget counts failed attempts only: a preemption costs none.
     attempt = int(os.environ.get("SLURM_RESTART_COUNT") or 0) if slurm else 0
-    failures = read_failures(tdir)
     while True:
-        outcome = run_attempt(sweep_dir, manifest, trial, attempt, forwarder, fork_python)
-        status, error, results = classify(outcome)
-        if forwarder.signum is not None and status not in FINISHED_STATUSES:
+        outcome = run_attempt(sweep_dir, settings, trial, attempt, forwarder, fork_python, env_extra)
+        status, error, results = classify(outcome, settings.metric)
+        if forwarder.signum is not None and not TrialState(status).is_final():
             name = signal.Signals(forwarder.signum).name
-            _say(f"trial {trial['id']} stopped by {name} (exit {outcome['returncode']})")
-            if slurm and requeue_self():
-                _say(f"requeued {slurm_task_id()}")
-                return 0
-            status, error = "preempted", f"stopped by {name}; not requeued\n{outcome['error_tail']}"
-        elif status == "failed":
-            failures += 1
-            write_text_atomic(tdir / FAILURES, f"{failures}\n")
-            if failures < max_attempts:
-                _say(f"trial {trial['id']} failed on attempt {attempt} (failure {failures} of {max_attempts} allowed)")
-                if not slurm:
+            cause, info = stop.why_stopped(os.path.join(sweep_dir, mf.CANCEL_MARKER), grace_s=settings.cluster.grace_s)
+            _say(f"trial {trial.id} stopped by {name} ({cause}, exit {outcome['returncode']})")
+            if cause == stop.REQUEUED:
+                return REQUEUE
+            if cause == stop.CANCELLED:
+                who = f" by {info['UserId'].split('(')[0]}" if info.get("UserId") else ""
+                status, error = TrialState.CANCELLED.value, f"cancelled{who} ({name})"
+            elif cause == stop.TIME_LIMIT:
+                limit = info.get("TimeLimit", "?")
+                used = _count(tdir, TIMEOUTS)
+                if used < settings.cluster.timeout_requeues and stop.requeue_self(_say):
+                    _bump(tdir, TIMEOUTS)
+                    return REQUEUE
+                status = TrialState.TIMEOUT.value
+                error = (f"reached its time limit ({limit}) {used + 1} time(s); raise `time:` in the cluster profile "
+                         f"or the sweep's resources (or --time), or checkpoint more often")
+            elif slurm and stop.requeue_self(_say):
+                return REQUEUE
+            else:
+                status, error = TrialState.PREEMPTED.value, f"stopped by {name}; not requeued\n{outcome['error_tail']}"
+        elif status == TrialState.FAILED:
+            failures = _bump(tdir, FAILURES)
+            if failures < settings.max_attempts:
+                _say(f"trial {trial.id} failed on attempt {attempt} "
+                     f"(failure {failures} of {settings.max_attempts} allowed)")
+                if not slurm or retry_here:
                     attempt += 1
                     continue
-                if requeue_self():
-                    return 0
-        if mf.uses_study(manifest):
-            _tell(sweep_dir, manifest, trial, status, results)
-        result = build_result(manifest, trial, status, error, results, outcome["runtime_s"], attempt)
-        write_json_atomic(mf.result_path(sweep_dir, trial["id"]), result, indent=1)
-        _say(f"trial {trial['id']} {status}")
-        if status == "completed":
-            return 0
-        return EXIT_STOPPED_EARLY if status in ("diverged", "pruned") else EXIT_FAILED
+                if stop.requeue_self(_say):
+                    return REQUEUE
+        if settings.uses_study:
+            _tell(sweep_dir, settings, trial, status, results)
+        write_result(sweep_dir, build_result(settings, trial, status, error, results, outcome["runtime_s"], attempt))
+        _say(f"trial {trial.id} {status}")
+        return status
 
 
-def parse_args(argv: list[str]) -> tuple[Path, int, int]:
-    """(sweep_dir, task_id, offset). The shapes the backends write are read by hand; anything
-    else (--help, a typo) goes through argparse, which every task would otherwise import."""
-    if len(argv) in (2, 4) and (len(argv) == 2 or argv[2] == "--offset"):
+# --- one task: its trials, one after another or side by side --------------------------------------
+
+def side_by_side() -> list[str]:
+    """The GPUs of this allocation when it holds several (each packed trial gets one), else []."""
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return visible if len(visible) > 1 else []
+
+
+def _task_end() -> float | None:
+    """When this task's allocation ends (epoch seconds), asked once; None outside Slurm or unknown."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    from jobs import slurm
+
+    try:
+        return stop._ts(slurm.scontrol_show_job(job).get("EndTime"))
+    except Exception:  # noqa: BLE001 - not knowing only means no early stop
+        return None
+
+
+def run_task(sweep_dir: Path, settings: Settings, trials: list[Trial], *, fork_python: bool = False) -> int:
+    """Run a task's trials; its exit code (module docstring)."""
+    forwarder = stop.Forwarder()
+    statuses: list[str] = []
+    packed = len(trials) > 1
+    devices = side_by_side() if packed else []
+    if devices:
+        statuses = _run_side_by_side(sweep_dir, settings, trials, forwarder, devices)
+    else:
+        end = _task_end() if packed else None
+        longest = 0.0
+        for i, trial in enumerate(trials):
+            if end is not None and i and time.time() + longest * 1.2 + settings.cluster.grace_s > end:
+                _hand_back(sweep_dir, trials[i:], "too close to its time limit")
+                break
+            started = time.monotonic()
+            status = run_trial(sweep_dir, settings, trial, forwarder, fork_python=fork_python, retry_here=packed)
+            longest = max(longest, time.monotonic() - started)
+            statuses.append(status)
+            if status in (REQUEUE, TrialState.CANCELLED):
+                break
+    if REQUEUE in statuses:
+        return 0
+    if any(s == TrialState.COMPLETED for s in statuses) or not statuses:
+        return 0
+    return EXIT_STOPPED_EARLY if statuses and all(s in (TrialState.DIVERGED, TrialState.PRUNED)
+                                                  for s in statuses) else EXIT_FAILED
+
+
+def _run_side_by_side(sweep_dir: Path, settings: Settings, trials: list[Trial], forwarder: stop.Forwarder,
+                      devices: list[str]) -> list[str]:
+    """One worker thread per GPU, each taking the next trial; a requeue or cancel stops them all."""
+    import threading
+
+    queue = list(trials)
+    statuses: list[str] = []
+    lock = threading.Lock()
+
+    def worker(device: str) -> None:
+        while True:
+            with lock:
+                if not queue or REQUEUE in statuses or TrialState.CANCELLED in statuses:
+                    return
+                trial = queue.pop(0)
+            status = run_trial(sweep_dir, settings, trial, forwarder, env_extra={"CUDA_VISIBLE_DEVICES": device},
+                               retry_here=True)
+            with lock:
+                statuses.append(status)
+
+    threads = [threading.Thread(target=worker, args=(d,), name=f"gpu-{d}") for d in devices]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.5)   # short joins: the main thread keeps handling (and forwarding) signals
+    return statuses
+
+
+def _hand_back(sweep_dir: Path, trials: list[Trial], why: str) -> None:
+    """Trials this task will not run: back to the sweep's waiting list, for the top-up."""
+    from jobs import topup
+
+    left = [t for t in trials if not TrialState.of_result(read_result(sweep_dir, t.id) or {}).is_final()]
+    _say(f"{len(left)} trial(s) left for the top-up: {why}")
+    topup.hand_back(sweep_dir, [t.index for t in left])
+
+
+# --- the entry point ------------------------------------------------------------------------------
+
+def parse_args(argv: list[str]) -> tuple[Path, int, int, str | None]:
+    """(sweep_dir, task_id, offset, array token). The shapes the backends write are read by hand;
+    anything else (--help, a typo) goes through argparse, which every task would otherwise import."""
+    if len(argv) in (2, 4) and (len(argv) == 2 or argv[2] in ("--offset", "--array")):
         try:
-            return Path(argv[0]), int(argv[1]), int(argv[3]) if len(argv) == 4 else 0
+            token = argv[3] if len(argv) == 4 and argv[2] == "--array" else None
+            offset = int(argv[3]) if len(argv) == 4 and argv[2] == "--offset" else 0
+            return Path(argv[0]), int(argv[1]), offset, token
         except ValueError:
             pass
     import argparse
@@ -404,17 +514,37 @@ def parse_args(argv: list[str]) -> tuple[Path, int, int]:
     parser = argparse.ArgumentParser(prog="python -m jobs.run", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", type=Path)
     parser.add_argument("task_id", type=int, help="$SLURM_ARRAY_TASK_ID, or the trial index locally")
-    parser.add_argument("--offset", type=int, default=0, help="trial index of task 0 of this array")
+    parser.add_argument("--offset", type=int, default=0, help="trial index of task 0 (manifest.json)")
+    parser.add_argument("--array", help="the array's token: its trials are in arrays/<token>.jsonl")
     args = parser.parse_args(argv)
-    return args.sweep_dir, args.task_id, args.offset
+    return args.sweep_dir, args.task_id, args.offset, args.array
+
+
+def load_task(sweep_dir: Path, task_id: int, offset: int, token: str | None) -> tuple[Settings, list[Trial]]:
+    if token:
+        try:
+            return mf.read_array_task(sweep_dir, token, task_id)
+        except (OSError, KeyError, ValueError) as exc:
+            raise SystemExit(f"jobs.run: task {task_id} of array {token} is not in "
+                             f"{mf.array_file(sweep_dir, token)} ({exc!r})") from None
+    manifest = mf.read_manifest(sweep_dir)
+    try:
+        return manifest.settings, [manifest.trial_at(offset + task_id)]
+    except KeyError:
+        raise SystemExit(f"jobs.run: no trial with index {offset + task_id} in the manifest "
+                         f"({len(manifest.trials)} trials); was the task submitted with the right --offset?") from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    sweep_dir, task_id, offset = parse_args(sys.argv[1:] if argv is None else list(argv))
+    sweep_dir, task_id, offset, token = parse_args(sys.argv[1:] if argv is None else list(argv))
     sweep_dir = sweep_dir.absolute()
-    manifest = mf.read_manifest(sweep_dir)
-    trial = find_trial(manifest, offset + task_id)
-    return run_trial(sweep_dir, manifest, trial, fork_python=True)  # this process is the runner
+    settings, trials = load_task(sweep_dir, task_id, offset, token)
+    code = run_task(sweep_dir, settings, trials, fork_python=True)  # this process is the runner
+    if under_slurm() and os.path.exists(os.path.join(sweep_dir, mf.WAITING_MARKER)):
+        from jobs import topup
+
+        topup.top_up(sweep_dir)
+    return code
 
 
 # Exit the ordinary way when one of these is loaded: a study's journal and log handlers need

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# Keys of the metrics object the runner treats as instructions, not results.
-RESERVED_KEYS = ("status", "error")
+from jobs.results import RESERVED_KEYS
+from jobs.trial_state import PROGRAM_STATES, TrialState
+
 # Statuses a program may report itself; "failed" is decided by the runner from the exit code.
-PROGRAM_STATUSES = ("completed", "diverged", "pruned")
+PROGRAM_STATUSES = tuple(s.value for s in PROGRAM_STATES)
 # Slurm's warning before a time limit or preemption (USR1, or USR2 under submitit) and TERM.
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
 
@@ -112,9 +113,9 @@ def write_metrics(metrics: dict[str, Any], *, status: str = "completed", error: 
     if _last_step is not None:
         # What `sweep status` / `sweep report` need to estimate the GPU-hours pruning saved.
         payload.setdefault("last_step", _last_step)
-        if status == "pruned":
+        if status == TrialState.PRUNED:
             payload.setdefault("pruned_at_step", _last_step)
-    if status != "completed":
+    if status != TrialState.COMPLETED:
         payload["status"] = status
     if error is not None:
         payload["error"] = error

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from jobs.errors import SlurmError
 
@@ -209,6 +209,9 @@ class SacctRow:
     node: str | None
     restarts: int                  # runs of this job before this one (requeues, preemptions)
     reason: str = ""               # the rest of the state column: "by 0" for CANCELLED by uid 0
+    max_rss_mb: float | None = None    # peak memory of a step (steps only), in MB
+    req_mem_mb: float | None = None    # memory requested, in MB
+    time_limit_s: float | None = None  # the time limit, in seconds
 
     @property
     def return_code(self) -> int:
@@ -228,7 +231,23 @@ class SqueueRow:
     time_s: int                    # time used so far
 
 
-SACCT_FIELDS = ("JobID", "State", "ExitCode", "Start", "End", "ElapsedRaw", "NodeList")
+SACCT_FIELDS = ("JobID", "State", "ExitCode", "Start", "End", "ElapsedRaw", "NodeList", "MaxRSS", "ReqMem",
+                "TimelimitRaw")
+# The columns every sacct line must have; the rest (memory, limits) may be absent in older captures.
+_SACCT_REQUIRED = 7
+_MEM_UNITS = {"K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 ** 2}
+
+
+def parse_memory_mb(text: str) -> float | None:
+    """sacct's memory columns ('67540K', '256M', '1.5G', '4Gn', '2Gc', '') -> MB, None if absent."""
+    text = text.strip().rstrip("nc")
+    if not text:
+        return None
+    unit = text[-1].upper()
+    try:
+        return float(text[:-1]) * _MEM_UNITS[unit] if unit in _MEM_UNITS else float(text) / 2 ** 20
+    except ValueError:
+        return None
 SQUEUE_FORMAT = "%i|%T|%r|%N|%M"
 
 
@@ -269,16 +288,19 @@ def parse_sacct(text: str, *, duplicates: bool = False) -> list[SacctRow]:
         if not line.strip():
             continue
         cols = line.split("|")
-        if len(cols) < len(SACCT_FIELDS):
+        if len(cols) < _SACCT_REQUIRED:
             raise ValueError(f"sacct line has {len(cols)} columns, expected {len(SACCT_FIELDS)}: {line!r}")
-        job, state, exit_code, start, end, elapsed, node = cols[:len(SACCT_FIELDS)]
+        job, state, exit_code, start, end, elapsed, node = cols[:_SACCT_REQUIRED]
+        rss, req, limit = (cols[_SACCT_REQUIRED:] + ["", "", ""])[:3]
         key = job.strip()
         restarts = runs.get(key, -1) + 1
         runs[key] = restarts
         word, _, reason = state.strip().partition(" ")
+        minutes = limit.strip()
         rows.append(SacctRow(parse_job_id(key), JobState.parse(word), exit_code.strip(),
                              _timestamp(start), _timestamp(end), int(elapsed or 0), _node(node),
-                             restarts, reason))
+                             restarts, reason, parse_memory_mb(rss), parse_memory_mb(req),
+                             float(minutes) * 60 if minutes.isdigit() else None))
     if duplicates:
         return rows
     latest = {str(r.job_id): r for r in rows}  # later runs overwrite earlier ones
@@ -348,11 +370,14 @@ def _ids(job_ids: Iterable[str | JobId]) -> str:
 
 
 def sbatch(script: str, options: Sequence[str] = (), *, cwd: str | os.PathLike | None = None,
-           retries: int = 8, backoff_s: float | None = None) -> str:
+           retries: int = 8, backoff_s: float | None = None,
+           existing: Callable[[], str | None] | None = None) -> str:
     """Submit `script` (its text, fed on stdin) with `sbatch --parsable *options`; return the job id.
 
     When Slurm is busy or the user is at a submit limit, wait (doubling, up to MAX_BACKOFF_S) and
-    try again, up to `retries` more times, saying on stderr what it waits for.
+    try again, up to `retries` more times, saying on stderr what it waits for. A try that timed out
+    may still have created the job: `existing()` (a look-up by the job's name) is asked before
+    each retry, and its job id is returned instead of submitting a second copy.
     """
     argv = ["sbatch", "--parsable", *options]
     delay = BACKOFF_S if backoff_s is None else backoff_s
@@ -372,10 +397,67 @@ def sbatch(script: str, options: Sequence[str] = (), *, cwd: str | os.PathLike |
                                  "queued jobs to finish, then `sweep resume` submits the rest")
         wait = min(delay * 2 ** attempt, MAX_BACKOFF_S) * random.uniform(0.8, 1.2)
         attempt += 1
+        found = existing() if existing is not None else None
+        if found:
+            return found
         reason = said.splitlines()[-1] if said else "no answer"
         print(f"sbatch: Slurm said '{reason}'; trying again in {wait:.0f}s ({attempt}/{retries})",
               file=sys.stderr, flush=True)
         time.sleep(wait)
+
+
+def current_user() -> str | None:
+    """The user whose jobs squeue should list; None (all users, filtered by id) without a passwd entry."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return None
+
+
+def jobs_named(names: Sequence[str], *, since: str | None = None) -> dict[str, list[str]]:
+    """{job name: parent job ids} of this user's jobs with those names: squeue for the live ones,
+    sacct (since `since`, an ISO time; default the last 2 days) for those that already ended.
+
+    How a submission whose launcher died before it learnt the job id is found again: its name
+    holds its token. Where accounting is off, only squeue answers (a job that ended is then
+    not found; its trials' results say whether they ran).
+    """
+    if not names:
+        return {}
+    found: dict[str, list[str]] = {}
+
+    def add(job: str, name: str) -> None:
+        parent = parse_job_id(job).job
+        if name in names and parent not in found.setdefault(name, []):
+            found[name].append(parent)
+
+    argv = ["squeue", "--noheader", "-o", "%i|%j", "--name", ",".join(names)]
+    user = current_user()
+    if user:
+        argv += ["-u", user]
+    for line in _check(argv, _run(argv)).splitlines():
+        if "|" in line:
+            add(*line.strip().split("|", 1))
+    start = (since or "now-2days").replace("Z", "")
+    argv = ["sacct", "--parsable2", "--noheader", "--allocations", "--format", "JobID,JobName",
+            "--name", ",".join(names), "--starttime", start[:19]]
+    done = _run(argv)
+    if done.returncode == 0:
+        for line in done.stdout.splitlines():
+            if "|" in line:
+                add(*line.strip().split("|", 1))
+    return found
+
+
+def queued_tasks(user: str | None) -> int:
+    """Array tasks and jobs this user has pending or running (what a MaxSubmitJobs limit counts)."""
+    argv = ["squeue", "--noheader", "--array", "-t", "PENDING,RUNNING,CONFIGURING,COMPLETING,SUSPENDED",
+            "-o", "%i"]
+    if user:
+        argv += ["-u", user]
+    return sum(1 for line in _check(argv, _run(argv)).splitlines() if line.strip())
 
 
 def squeue(job_ids: Sequence[str | JobId] | None = None, *, user: str | None = None) -> list[SqueueRow]:

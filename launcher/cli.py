@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from jobs.errors import UserError
@@ -38,6 +39,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except UserError as exc:
         print(f"sweep {args.command}: error: {exc}", file=sys.stderr)
+        return UserError.exit_code
+    except BrokenPipeError:
+        # `sweep ... | head`: the reader left; say nothing more (and let no flush at exit complain).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        # The filesystem or the system said no (permissions, a full disk, a vanished directory):
+        # what the user can fix, in one line.
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        print(f"sweep {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return UserError.exit_code
     except KeyboardInterrupt:
         print(f"sweep {args.command}: interrupted", file=sys.stderr)

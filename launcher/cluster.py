@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jobs.errors import UserError
+from jobs.profile import ClusterProfile
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "configs" / "clusters"
 SIGNALS = ("USR1", "USR2", "TERM")
@@ -21,48 +21,10 @@ SIGNALS = ("USR1", "USR2", "TERM")
 RESOURCE_KEYS = {"partition": "partition", "gres": "gres", "time": "time", "mem": "mem",
                  "cpus_per_task": "cpus_per_task", "cpus": "cpus_per_task", "account": "account",
                  "qos": "qos", "constraint": "constraint", "max_parallel": "max_parallel",
-                 "signal": "signal", "grace_s": "grace_s"}
+                 "signal": "signal", "grace_s": "grace_s", "trial_time": "trial_time",
+                 "timeout_requeues": "timeout_requeues"}
 # sbatch long options a profile's `sbatch:` escape hatch may use (letters, digits, dashes).
 _OPTION_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
-
-
-@dataclass
-class ClusterProfile:
-    # Profile name (file stem or `name:`).
-    name: str = "generic"
-    # Default partition; None = the cluster's default.
-    partition: str | None = None
-    # Human notes on the partitions (shown by --help-like listings, not used to submit).
-    partitions: dict[str, str] = field(default_factory=dict)
-    # Generic resources per task, e.g. "gpu:1".
-    gres: str | None = None
-    cpus_per_task: int | None = None
-    mem: str | None = None
-    # Time limit per task (Slurm syntax, e.g. "12:00:00").
-    time: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    # Warning signal before the time limit: `--signal=B:<signal>@<grace_s>`.
-    signal: str = "USR1"
-    grace_s: int = 120
-    # Task ids must be < max_array_size (Slurm's MaxArraySize): larger stages are split.
-    max_array_size: int = 1001
-    # Array tasks queued at once (every task counts); the rest waits for `sweep resume`.
-    max_queued_jobs: int = 1000
-    # Tasks of one array running at once (`--array=...%N`); None = no throttle.
-    max_parallel: int | None = None
-    # Interpreter in the job script; None = the one running `sweep launch`.
-    python: str | None = None
-    # Shell lines written verbatim before the task runner starts (trusted: profile only).
-    modules: list[str] = field(default_factory=list)
-    setup: list[str] = field(default_factory=list)
-    # Escape hatch: other sbatch long options, {name: value} (value None = a bare flag).
-    sbatch: dict[str, Any] = field(default_factory=dict)
-    source: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def available_profiles() -> list[str]:
@@ -139,18 +101,71 @@ def validate(profile: ClusterProfile, where: str) -> None:
 
 def with_resources(profile: ClusterProfile, resources: dict[str, Any], *, source: str | None = None
                    ) -> ClusterProfile:
-    """The profile with a sweep file's `resources` applied (they win over the profile)."""
+    """The profile with resources applied (a sweep file's `resources:`, or --mem/--time/... on the
+    command line); they win over the profile.
+
+    A profile field (`time`, `mem`, `gres`, `cpus_per_task`, ..., or `max_parallel`, `signal`,
+    `grace_s`, `trial_time`) is set as such; any other long sbatch option (`mail-type`, `exclude`,
+    `mail_user` ...) goes to the script as `#SBATCH --<option>=<value>` (true: a bare flag).
+    Refused: options sbatch does not have (with the closest name), and those the runner owns.
+    """
     if not resources:
         return profile
     changes: dict[str, Any] = {}
+    extra = dict(profile.sbatch)
     for key, value in resources.items():
-        target = RESOURCE_KEYS.get(key)
-        if target is None:
-            raise UserError(f"unknown resource '{key}'", file=source, key=f"resources.{key}",
-                            fix=f"valid resources: {', '.join(sorted(RESOURCE_KEYS))}")
-        if value is not None and not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise UserError(f"must be a string or a number, not {value!r}", file=source, key=f"resources.{key}")
-        changes[target] = value
-    updated = dataclasses.replace(profile, **changes)
+        where = f"resources.{key}" if source != "command line" else f"--{str(key).replace('_', '-')}"
+        if isinstance(value, (dict, list, tuple)) or (value is not None and not isinstance(value, (str, int, float))):
+            raise UserError(f"must be a single value, not {value!r}", file=source, key=where)
+        target = RESOURCE_KEYS.get(key) or RESOURCE_KEYS.get(str(key).replace("-", "_"))
+        if target is not None:
+            changes[target] = value
+            continue
+        option = str(key).replace("_", "-")
+        if option in RUNNER_OWNED:
+            raise UserError(f"'{key}' is set by the task runner, not by a sweep", file=source, key=where,
+                            fix=RUNNER_OWNED[option])
+        if option not in SBATCH_OPTIONS:
+            import difflib
+
+            close = difflib.get_close_matches(option, sorted(SBATCH_OPTIONS) + sorted(RESOURCE_KEYS), n=1)
+            raise UserError(f"sbatch has no option --{option}", file=source, key=where,
+                            fix=f"did you mean '{close[0]}'?" if close else "see `man sbatch` for the long options")
+        if value is False:
+            extra.pop(option, None)
+        else:
+            extra[option] = None if value is True else value
+    updated = dataclasses.replace(profile, sbatch=extra, **changes)
     validate(updated, source or "resources")
     return updated
+
+
+# sbatch's long options (Slurm 22.05 to 24.x), for checking a sweep's resources before submitting.
+SBATCH_OPTIONS = frozenset("""
+account acctg-freq array batch bb bbf begin chdir cluster-constraint clusters comment constraint container
+container-id contiguous core-spec cores-per-socket cpu-freq cpus-per-gpu cpus-per-task deadline delay-boot
+dependency distribution error exclude exclusive export export-file extra extra-node-info get-user-env gid
+gpu-bind gpu-freq gpus gpus-per-node gpus-per-socket gpus-per-task gres gres-flags hint hold ignore-pbs input
+job-name kill-on-invalid-dep licenses mail-type mail-user mcs-label mem mem-bind mem-per-cpu mem-per-gpu mincpus
+network nice no-kill no-requeue nodefile nodelist nodes ntasks ntasks-per-core ntasks-per-gpu ntasks-per-node
+ntasks-per-socket open-mode output overcommit oversubscribe parsable partition power prefer priority profile
+propagate qos quiet reboot requeue reservation signal sockets-per-node spread-job switches test-only
+thread-spec threads-per-core time time-min tmp tres-per-task uid use-min-nodes verbose wait wait-all-nodes
+wckey wrap
+""".split())
+# What the task runner sets itself, and what to do instead.
+RUNNER_OWNED = {
+    "array": "the launcher builds --array from the trials (use --max-parallel for the %N throttle)",
+    "output": "every task logs to <sweep>/logs/<job>_<task>.out, linked into its trial directory",
+    "error": "every task logs to <sweep>/logs/<job>_<task>.out, linked into its trial directory",
+    "job-name": "the job name carries the sweep's name and its submission token",
+    "comment": "the comment carries the submission token",
+    "chdir": "tasks run where `sweep launch` ran",
+    "open-mode": "task logs are appended to across requeues",
+    "dependency": "stages are chained with aftercorr by the launcher",
+    "signal": "set `signal:` and `grace_s:` in the cluster profile (or resources.signal / resources.grace_s)",
+    "requeue": "tasks are always requeueable: the runner decides when to requeue",
+    "no-requeue": "tasks are always requeueable: the runner decides when to requeue",
+    "wrap": "the launcher writes the job script", "parsable": "the launcher reads the job id itself",
+    "wait": "use `sweep launch --wait` (it watches results, not sbatch)", "test-only": "use --dry-run",
+}

@@ -8,79 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobs.manifest import Stages
+from search.dist import Dist
+from search.pruner import Pruner
+
 DEFAULT_COMMAND = ("python", "-m", "train")
-
-# Every distribution a parser may produce. Bounds are in value space (never exponents):
-#   choice        values, probabilities (optional)
-#   uniform       low, high                       (float)
-#   int_uniform   low, high                       (inclusive ints)
-#   loguniform    low, high > 0                   (float, log-uniform)
-#   int_loguniform low, high > 0                  (ints, log-uniform)
-#   pow2          low, high powers of two         (ints 2**k)
-#   logit         0 < low < high < 1              (uniform in logit space)
-#   normal        mu, sigma                       (optionally clipped to low/high)
-#   lognormal     mu, sigma (of log value)        (optionally clipped to low/high)
-#   beta          a, b                            (in [0, 1])
-# `q` quantises a sampled value to a multiple of q; `center` is the search centre
-# (Protein `mean`, CARBS `search_center`): the first suggested point of a bayes plan.
-KINDS = ("choice", "uniform", "int_uniform", "loguniform", "int_loguniform", "pow2", "logit",
-         "normal", "lognormal", "beta")
-
-
-@dataclass(frozen=True)
-class Dist:
-    kind: str
-    low: float | None = None
-    high: float | None = None
-    values: tuple[Any, ...] = ()
-    probabilities: tuple[float, ...] | None = None
-    q: float | None = None
-    mu: float | None = None
-    sigma: float | None = None
-    a: float | None = None
-    b: float | None = None
-    center: Any = None
-    is_int: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form for `--dry-run --json` (`space`) and manifest.json."""
-        d: dict[str, Any] = {"distribution": self.kind}
-        for name in ("low", "high", "q", "mu", "sigma", "a", "b", "center"):
-            v = getattr(self, name)
-            if v is not None:
-                d[name] = v
-        if self.values:
-            d["values"] = list(self.values)
-        if self.probabilities is not None:
-            d["probabilities"] = list(self.probabilities)
-        if self.is_int and self.kind not in ("int_uniform", "int_loguniform", "pow2"):
-            d["is_int"] = True
-        return d
-
-
-@dataclass(frozen=True)
-class Stages:
-    """Progressive training: the same trials run once per value of `key`, in order.
-
-    Stage k+1 of trial i starts from trial i's stage-k checkpoint, passed as
-    `<checkpoint_key>=<path>`.
-    """
-
-    key: str
-    values: tuple[Any, ...]
-    checkpoint_key: str = "checkpoint_path"
-
-
-@dataclass(frozen=True)
-class Pruner:
-    """Early stopping (bayes / random plans). kind: hyperband | asha | median | none."""
-
-    kind: str = "none"
-    min_iter: int | None = None
-    max_iter: int | None = None
-    eta: int = 3
-    s: int | None = None
-
 
 @dataclass(frozen=True)
 class SweepSpec:
@@ -91,7 +23,7 @@ class SweepSpec:
     space:        dotted key -> Dist (random/bayes) ; for grid every Dist is a `choice`.
     constants:    dotted key -> value passed to every trial as `key=value`.
     command:      argv prefix; `None` entries never appear. Overrides are appended as
-                  `key=value` unless `args_style` says otherwise (W&B macros).
+                  `key=value` unless it holds W&B macros (jobs.argv).
     n_trials:     trials for random/bayes (per environment when environments are given).
     environments: optional list of environment names, swept as `env_key=<name>`.
     """
@@ -101,11 +33,9 @@ class SweepSpec:
     space: dict[str, Dist] = field(default_factory=dict)
     constants: dict[str, Any] = field(default_factory=dict)
     command: tuple[str, ...] = DEFAULT_COMMAND
-    # How overrides are spliced into `command`: "append" (key=value after the command) or
-    # a W&B-style template handled by launcher.argv (see that module).
-    args_style: str = "append"
     n_trials: int | None = None
-    seed: int = 0
+    # The plan's seed; None = not given (`sweep launch` draws one and records it).
+    seed: int | None = None
     environments: tuple[str, ...] = ()
     env_key: str = "data_path"
     stages: Stages | None = None

@@ -1,29 +1,33 @@
-"""Create a sweep directory: sweep.yaml (frozen spec) and manifest.json, nothing else.
+"""Create a sweep directory: sweep.yaml (the spec as given) and manifest.json, nothing else.
 
-Called only after the spec validated and the trials were planned, so a bad file never
-leaves a directory behind. Per-trial directories are made by the task runner when a
-trial starts: a 10,000-trial sweep costs one manifest (well under 1 KB per trial) until
-its trials run.
+Called only after the spec validated and the trials were planned, so a bad file never leaves a
+directory behind. Both files are written into a hidden directory next to the target, which is then
+renamed into place: a full disk or a read-only filesystem leaves nothing half-written, and a retry
+into the same directory works. Per-trial directories are made by the task runner when a trial
+starts: a 10,000-trial sweep costs one manifest (well under 1 KB per trial) until its trials run.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import re
-from datetime import datetime, timezone
+import shutil
+import time
 from pathlib import Path
 from typing import Any
 
 from jobs import manifest as mf
 from jobs.atomic import write_text_atomic
 from jobs.errors import UserError
+from jobs.manifest import Manifest, Settings, Trial
+from jobs.profile import ClusterProfile
+from jobs.submission import filesystem_error
 from launcher.spec import SweepSpec
-from launcher.trial import Trial
 
-MANIFEST_SCHEMA = 1
-DEFAULT_MAX_ATTEMPTS = 3
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=,-]*$")
+# What a directory may hold and still count as empty for a (re)launch: a lock file, and what an
+# interrupted launch of this tool left.
+_OURS = {mf.SPEC_COPY, ".lock", ".lock.owner"}
 
 
 def check_name(name: str, source: str | None = None) -> str:
@@ -50,69 +54,64 @@ def fingerprint(command: list[str], trials: list[Trial]) -> str:
     return h.hexdigest()[:16]
 
 
-def build_manifest(spec: SweepSpec, trials: list[Trial], *, executor: str, cluster: dict[str, Any] | None,
-                   workdir: str, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-                   unsubmitted: list[int] = (), launch_args: dict[str, Any] | None = None) -> dict[str, Any]:
-    command = [str(c) for c in spec.command if c is not None]
-    return {
-        "schema": MANIFEST_SCHEMA,
-        "name": spec.name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "dialect": spec.dialect,
-        "source": spec.source,
-        "method": spec.method,
-        "metric": spec.metric,
-        "goal": spec.goal,
-        "command": command,
-        "executor": executor,
-        "cluster": cluster,
-        "max_attempts": max_attempts,
-        # Where the command runs (relative paths in the sweep resolve against it).
-        "workdir": workdir,
-        "checkpoint_key": spec.stages.checkpoint_key if spec.stages else None,
-        "space": {k: d.to_dict() for k, d in spec.space.items()},
-        # What jobs.bayes needs in the array tasks (sampler, pruner, start-up trials, seed).
-        "sampler": spec.sampler,
-        "pruner": dataclasses.asdict(spec.pruner),
-        "search_options": dict(spec.search_options),
-        "seed": spec.seed,
-        "launch": launch_args or {},
-        "fingerprint": fingerprint(command, trials),
-        "trials": [t.to_dict() for t in trials],
-        "submissions": [],
-        # Trial indices not submitted because of the cluster's queue limit (`sweep resume` tops up).
-        "unsubmitted": mf.compact_ranges(list(unsubmitted)),
-    }
+def build_manifest(spec: SweepSpec, trials: list[Trial], *, executor: str, cluster: ClusterProfile | None,
+                   workdir: str, max_attempts: int = mf.DEFAULT_MAX_ATTEMPTS, pack: int = 1,
+                   launch_args: dict[str, Any] | None = None) -> Manifest:
+    command = tuple(str(c) for c in spec.command if c is not None)
+    settings = Settings(
+        name=spec.name, command=command, executor=executor, method=spec.method, metric=spec.metric,
+        goal=spec.goal, workdir=workdir, max_attempts=max_attempts, pack=pack, stages=spec.stages,
+        space=dict(spec.space), sampler=spec.sampler, pruner=spec.pruner, search_options=dict(spec.search_options),
+        seed=spec.seed, dialect=spec.dialect, source=spec.source,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), cluster=cluster or ClusterProfile(),
+        logging=dict(spec.extra.get("logging") or {}), launch=dict(launch_args or {}),
+        fingerprint=fingerprint(list(command), trials))
+    return Manifest(settings=settings, trials=tuple(trials))
 
 
-def create(sweep_dir: str | os.PathLike, manifest: dict[str, Any], spec_text: str) -> Path:
-    """Write sweep.yaml and manifest.json; refuse a directory that holds another sweep.
-
-    Re-running the same launch into a directory whose earlier launch never reached sbatch
-    is allowed (it is the same sweep); once anything was submitted, `sweep resume` is the
-    tool, so launching again cannot double-submit.
-    """
-    path = Path(sweep_dir).absolute()
+def _reusable(path: Path, manifest: Manifest) -> bool:
+    """May `path` receive this launch? Refuse another sweep, one already launched, or a folder of
+    someone else's files."""
     if mf.manifest_path(path).exists():
         existing = mf.read_manifest(path)
-        if existing.get("fingerprint") != manifest["fingerprint"]:
-            raise UserError(f"{path} already holds a different sweep ('{existing.get('name')}')",
-                            fix="pass --dir for a new directory, or `sweep resume "
-                                f"{path}` to continue that one")
-        if existing.get("submissions"):
-            raise UserError(f"{path} was already launched ({len(existing['submissions'])} submission(s))",
+        if existing.settings.fingerprint != manifest.settings.fingerprint:
+            raise UserError(f"{path} already holds a different sweep ('{existing.name}')",
+                            fix=f"pass --dir for a new directory, or `sweep resume {path}` to continue that one")
+        if existing.submissions:
+            raise UserError(f"{path} was already launched ({len(existing.submissions)} submission(s))",
                             fix=f"run `sweep resume {path}` to submit what is missing, or pass --dir")
-    elif path.exists() and any(path.iterdir()):
-        raise UserError(f"{path} exists and is not a sweep directory",
-                        fix="pass --dir with an empty or new directory")
-    path.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path / mf.SPEC_COPY, spec_text)
-    mf.write_manifest(path, manifest)
+        return True
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} exists and is not a directory", fix="pass --dir with a new directory")
+    if path.exists() and any(p.name not in _OURS for p in path.iterdir()):
+        raise UserError(f"{path} exists and is not a sweep directory", fix="pass --dir with an empty or new directory")
+    return True
+
+
+def create(sweep_dir: str | os.PathLike, manifest: Manifest, spec_text: str) -> Path:
+    """Write sweep.yaml and manifest.json into `sweep_dir`, all or nothing.
+
+    Re-running the same launch into a directory whose earlier launch never reached sbatch is
+    allowed (it is the same sweep); once anything was submitted, `sweep resume` is the tool, so
+    launching again cannot double-submit.
+    """
+    path = Path(sweep_dir).absolute()
+    _reusable(path, manifest)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            # Same sweep, nothing submitted (or an empty folder): write in place, each file atomically.
+            write_text_atomic(path / mf.SPEC_COPY, spec_text)
+            mf.write_manifest(path, manifest)
+            return path
+        staging = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(3).hex()}.tmp")
+        staging.mkdir()
+        try:
+            write_text_atomic(staging / mf.SPEC_COPY, spec_text)
+            mf.write_manifest(staging, manifest)
+            os.rename(staging, path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except OSError as exc:
+        raise filesystem_error(getattr(exc, "filename", None) or path, exc) from None
     return path
-
-
-def record_submissions(sweep_dir: str | os.PathLike, manifest: dict[str, Any],
-                       records: list[dict[str, Any]]) -> None:
-    """Append submission records and rewrite manifest.json atomically."""
-    manifest.setdefault("submissions", []).extend(records)
-    mf.write_manifest(sweep_dir, manifest)

@@ -1,68 +1,69 @@
-"""`sweep cancel DIR [--json]`: stop the sweep's jobs (one scancel with the array job ids) and, for
-local sweeps, its local supervisors (SIGTERM: running trials checkpoint and record `preempted`).
+"""`sweep cancel DIR [--json]`: stop everything the sweep has queued or running, for good.
 
-Cancelled trials keep their directories and checkpoints: `sweep resume DIR` continues the search.
+Under the sweep's lock: first a `cancelled` marker in the sweep directory (so that no task
+requeues itself on the signal, and nothing tops the queue up), then one scancel with the array
+job ids (or SIGTERM to a local pool). Running trials checkpoint and record `cancelled`; trials
+that never started show as cancelled too. `sweep resume DIR` continues the search (and
+`--retry-cancelled` reruns the cancelled trials).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
+import time
 from pathlib import Path
 from typing import Any
 
 from jobs import manifest as mf
-from jobs.state import LOCAL_PREFIX, slurm_job_ids, supervisor_alive
+
+# How long to watch the queue drain after scancel (a running task writes its result first).
+DRAIN_S = 60.0
 
 
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("cancel", help="cancel the sweep's Slurm jobs / local supervisor",
+    p = subparsers.add_parser("cancel", help="cancel the sweep's Slurm jobs / local pool, for good",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("sweep_dir", metavar="DIR", help="the sweep directory (holds manifest.json)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=run)
 
 
-def local_supervisors(manifest: dict[str, Any]) -> list[int]:
-    """Pids of the sweep's local supervisors that still run (recycled pids excluded)."""
-    pids: dict[int, None] = {}
-    for sub in manifest.get("submissions", []):
-        if sub.get("executor") == "local" and supervisor_alive(sub):
-            pids[int(str(sub["job_id"])[len(LOCAL_PREFIX):])] = None
-    return [p for p in pids if p != os.getpid()]
+def cancel(sweep_dir: Path) -> dict[str, Any]:
+    """Cancel everything the sweep has in flight; return what was cancelled and what is left."""
+    from jobs.atomic import write_text_atomic
+    from jobs.state import collect
+    from jobs.submission import filesystem_error, now_iso, open_sweep
 
-
-def cancel(sweep_dir: str) -> dict[str, Any]:
-    """Cancel everything the sweep has in flight; return what was cancelled."""
-    manifest = mf.read_manifest(sweep_dir)
-    job_ids = slurm_job_ids(manifest)
-    if job_ids:
-        from jobs import slurm
-
-        slurm.scancel(job_ids)  # one call; jobs already gone are not an error
-    stopped = []
-    for pid in local_supervisors(manifest):
+    with open_sweep(sweep_dir, "sweep cancel") as session:
         try:
-            # The supervisor turns TERM into an unwind that stops its runners cleanly.
-            os.kill(pid, signal.SIGTERM)
-            stopped.append(pid)
-        except ProcessLookupError:
-            pass
-    return {"sweep_dir": sweep_dir, "jobs": job_ids, "local_pids": stopped}
+            write_text_atomic(sweep_dir / mf.CANCEL_MARKER, now_iso() + "\n")
+        except OSError as exc:
+            raise filesystem_error(sweep_dir / mf.CANCEL_MARKER, exc) from None
+        done = session.backend.cancel(session.ref)
+        manifest = session.manifest
+    # Wait for what Slurm still holds to leave (tasks record `cancelled` on the way out).
+    deadline = time.monotonic() + DRAIN_S
+    while True:
+        left = [t.trial.id for t in collect(sweep_dir, manifest).active()]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    return {"sweep_dir": str(sweep_dir), "jobs": done.get("jobs", []), "local_pids": done.get("local_pids", []),
+            "still_active": left}
 
 
 def run(args: argparse.Namespace) -> int:
-    done = cancel(str(Path(args.sweep_dir).absolute()))
+    done = cancel(Path(args.sweep_dir).absolute())
     if args.json:
         print(json.dumps(done))
         return 0
     if not done["jobs"] and not done["local_pids"]:
-        print(f"{done['sweep_dir']}: nothing to cancel (no Slurm job, no live local supervisor)")
-        return 0
+        print(f"{done['sweep_dir']}: nothing to cancel (no Slurm job, no live local pool)")
     if done["jobs"]:
         print(f"cancelled Slurm job(s) {', '.join(done['jobs'])}")
     if done["local_pids"]:
-        print(f"stopped local supervisor(s) {', '.join(map(str, done['local_pids']))}")
-    print(f"continue later with: sweep resume {done['sweep_dir']}")
+        print(f"stopped local pool(s) {', '.join(map(str, done['local_pids']))}")
+    if done["still_active"]:
+        print(f"  {len(done['still_active'])} trial(s) are still stopping; `sweep status` shows when they are gone")
+    print(f"continue later with: sweep resume {done['sweep_dir']}  (--retry-cancelled reruns the cancelled trials)")
     return 0

@@ -1,20 +1,26 @@
-"""`sweep status DIR [--watch [SECONDS]] [--json] [--all]`: every trial's state, and a summary.
+"""`sweep status DIR [--watch [SECONDS]] [--json] [--all] [--failed]`: every trial's state, why the
+ones that did not complete ended, and a summary.
 
-Built from manifest.json, the result files, and one `sacct` plus one `squeue` call per refresh
-(no Slurm call at all for local sweeps), whatever the sweep's size. Big sweeps show the rows
-worth a look (anything not completed) and say how many completed rows are hidden.
+Built from manifest.json, the result files, and what the sweep's backend says (for Slurm one `sacct`
+plus one `squeue` call per refresh, whatever the sweep's size). Big sweeps show the rows worth a
+look (anything not completed) and say how many completed rows are hidden. Trial ids are never cut:
+in a narrow terminal, columns are dropped instead.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from jobs import manifest as mf
+from jobs.causes import cause_of
 from jobs.errors import UserError
-from jobs.state import SweepStatus, TrialState, TrialStatus, collect, watch_delays
+from jobs.state import SweepStatus, TrialStatus, collect, watch_delays
+from jobs.trial_state import TrialState
 
 # Above this many trials the table shows only the rows worth a look (unless --all).
 FULL_TABLE_MAX = 40
@@ -24,32 +30,42 @@ STATE_STYLE = {
     "failed": "bold red", "timeout": "red", "preempted": "yellow", "cancelled": "magenta",
     "lost": "bold magenta", "diverged": "yellow", "pruned": "dim yellow",
 }
-# Summary order: how far along a trial is.
-ORDER = ("completed", "diverged", "pruned", "running", "pending", "unsubmitted", "preempted",
-         "timeout", "cancelled", "failed", "lost")
+# What the summary calls each state, in order of how far along a trial is.
+LABELS = {"completed": "completed", "diverged": "diverged", "pruned": "pruned", "running": "running",
+          "pending": "queued", "unsubmitted": "waiting for room", "preempted": "preempted", "timeout": "timeout",
+          "cancelled": "cancelled", "failed": "failed", "lost": "lost"}
+FAILURES = (TrialState.FAILED, TrialState.TIMEOUT, TrialState.CANCELLED, TrialState.LOST, TrialState.PREEMPTED,
+            TrialState.DIVERGED)
 
 
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser("status", help="show every trial's state (one sacct + one squeue call)",
+    p = subparsers.add_parser("status", help="show every trial's state and why the failed ones failed",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("sweep_dir", metavar="DIR", help="the sweep directory (holds manifest.json)")
     p.add_argument("--watch", nargs="?", const=5.0, type=float, metavar="SECONDS",
                    help="refresh (first after SECONDS, default 5, backing off to 60) until nothing is active")
     p.add_argument("--json", action="store_true", help="machine-readable output (one object per refresh)")
     p.add_argument("--all", action="store_true", help="show every trial, not just the interesting ones")
+    p.add_argument("--failed", action="store_true", help="only the trials that failed, with their causes")
     p.set_defaults(run=run)
+
+
+def document(status: SweepStatus, manifest: mf.Manifest, sweep_dir: str, *, failed_only: bool = False) -> dict:
+    doc = status.to_dict()
+    for row, t in zip(doc["trials"], status.trials):
+        cause = cause_of(t, sweep_dir)
+        row["cause"] = None if cause is None else {"kind": cause.kind, "summary": cause.summary, "fix": cause.fix}
+    if failed_only:
+        doc["trials"] = [row for row, t in zip(doc["trials"], status.trials) if t.state in FAILURES]
+    doc.update({"name": manifest.name, "sweep_dir": str(sweep_dir), "executor": manifest.settings.executor,
+                "waiting_for_room": status.counts().get("unsubmitted", 0)})
+    return doc
 
 
 def status_document(sweep_dir: str) -> dict[str, Any]:
     """What `sweep status --json` prints (the in-process entry the benchmark times)."""
     manifest = mf.read_manifest(sweep_dir)
     return document(collect(sweep_dir, manifest), manifest, sweep_dir)
-
-
-def document(status: SweepStatus, manifest: dict[str, Any], sweep_dir: str) -> dict[str, Any]:
-    doc = status.to_dict()
-    doc.update({"name": manifest.get("name"), "sweep_dir": str(sweep_dir), "executor": manifest.get("executor")})
-    return doc
 
 
 # --- rendering ------------------------------------------------------------------------------------
@@ -83,120 +99,201 @@ def _shown_metric(t: TrialStatus, metric: str | None) -> str:
     return ""
 
 
-def choose_rows(status: SweepStatus, show_all: bool) -> tuple[list[TrialStatus], int]:
+def choose_rows(status: SweepStatus, show_all: bool, failed_only: bool = False) -> tuple[list[TrialStatus], int]:
     """(rows to show, rows hidden): all of a small sweep; of a big one, what is not completed."""
     rows = status.trials
+    if failed_only:
+        rows = [t for t in rows if t.state in FAILURES]
     if show_all or len(rows) <= FULL_TABLE_MAX:
-        return rows, 0
+        return rows, len(status.trials) - len(rows) if failed_only else 0
     # Failures first (what the user must act on), then what is moving, then the rest.
     rank = {s: i for i, s in enumerate(("failed", "lost", "timeout", "cancelled", "preempted", "diverged",
                                         "running", "pending", "pruned", "unsubmitted"))}
     interesting = sorted((t for t in rows if t.state is not TrialState.COMPLETED),
-                         key=lambda t: (rank.get(t.state.value, 99), t.trial["index"]))
+                         key=lambda t: (rank.get(t.state.value, 99), t.trial.index))
     shown = interesting[:INTERESTING_MAX]
-    return shown, len(rows) - len(shown)
+    return shown, len(status.trials) - len(shown)
 
 
-def render(status: SweepStatus, name: str, sweep_dir: str, show_all: bool = False,
-           goal: str = "maximize") -> Any:
-    from rich.console import Group
+def _note(t: TrialStatus, sweep_dir: str) -> str:
+    cause = cause_of(t, sweep_dir)
+    if cause is not None:
+        return cause.text()
+    if t.warning:
+        return t.warning
+    return (t.reason if t.state.is_active() else None) or ""
+
+
+# Columns in the order they are shown, and the order they are dropped when the terminal is narrow
+# (`#`, trial, state and the note always stay).
+COLUMNS = ("#", "trial", "stage", "params", "state", "att", "runtime", "node", "metric", "note")
+DROP_ORDER = ("node", "runtime", "att", "stage", "params", "metric")
+
+
+def _table(status: SweepStatus, rows: list[TrialStatus], name: str, sweep_dir: str, columns: list[str]) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    rows, hidden = choose_rows(status, show_all)
     metric = status.metric or "metric"
     table = Table(title=f"{name}  ({sweep_dir})", title_justify="left", show_lines=False, pad_edge=False)
-    for col, justify in (("#", "right"), ("trial", "left"), ("stage", "right"), ("params", "left"),
-                         ("state", "left"), ("att", "right"), ("runtime", "right"), ("node", "left"),
-                         (metric, "right"), ("note", "left")):
-        table.add_column(col, justify=justify, no_wrap=col != "note", overflow="ellipsis")
+    for col in columns:
+        header = metric if col == "metric" else col
+        if col == "trial":
+            table.add_column(header, no_wrap=True, min_width=10)
+        elif col == "note":
+            table.add_column(header, overflow="fold", ratio=1)
+        else:
+            table.add_column(header, justify="right" if col in ("#", "stage", "att", "runtime", "metric") else "left",
+                             no_wrap=True, overflow="ellipsis")
     for t in rows:
-        note = t.error or (t.reason if t.state.is_active() else None) or ""
-        table.add_row(str(t.trial["index"]), t.trial["id"], str(t.trial.get("stage", 0)),
-                      _params(t.trial.get("params", {})),
-                      Text(t.state.value, style=STATE_STYLE.get(t.state.value, "")),
-                      str(t.attempts or ""), _duration(t.runtime_s), t.node or "",
-                      _shown_metric(t, status.metric), note[:60])
+        cells = {"#": str(t.trial.index), "trial": t.trial.id, "stage": str(t.trial.stage),
+                 "params": _params(t.params), "state": Text(t.state.value, style=STATE_STYLE.get(t.state.value, "")),
+                 "att": str(t.attempts or ""), "runtime": _duration(t.runtime_s), "node": t.node or "",
+                 "metric": _shown_metric(t, status.metric), "note": _note(t, sweep_dir)}
+        table.add_row(*(cells[c] for c in columns))
+    return table
+
+
+def _fitting_table(console: Any, status: SweepStatus, rows: list[TrialStatus], name: str, sweep_dir: str) -> Any:
+    """The table with as many columns as fit the console's width (ids whole, note folded)."""
+    from rich.measure import Measurement
+
+    columns = list(COLUMNS)
+    for drop in (None, *DROP_ORDER):
+        if drop is not None:
+            columns.remove(drop)
+        table = _table(status, rows, name, sweep_dir, columns)
+        without_note = _table(status, rows, name, sweep_dir, [c for c in columns if c != "note"])
+        need = Measurement.get(console, console.options, without_note).maximum + 12
+        if need <= console.width:
+            return table
+    return table
+
+
+def render(console: Any, status: SweepStatus, name: str, sweep_dir: str, show_all: bool = False,
+           goal: str = "maximize", failed_only: bool = False) -> Any:
+    from rich.console import Group
+    from rich.text import Text
+
+    rows, hidden = choose_rows(status, show_all, failed_only)
+    parts: list[Any] = [_fitting_table(console, status, rows, name, sweep_dir)]
     counts = status.counts()
     total = len(status.trials)
-    done = sum(counts.get(s, 0) for s in ("completed", "diverged", "pruned"))
-    summary = Text.assemble(
-        (f"{done}/{total} finished ({status.done_fraction():.0%})  ", "bold"),
-        *[(f"{s} {counts[s]}  ", STATE_STYLE.get(s, "")) for s in ORDER if counts.get(s)])
-    parts: list[Any] = [table]
+    ended = status.ended()
     if hidden:
-        parts.append(Text(f"{hidden} completed/other rows hidden (--all shows every trial)", style="dim"))
+        what = "rows that did not fail" if failed_only else "completed/other rows"
+        parts.append(Text(f"{hidden} {what} hidden (--all shows every trial)", style="dim"))
     width = 50
-    filled = round(width * done / total) if total else width
-    parts += [Text.assemble(("━" * filled, "green"), ("━" * (width - filled), "grey23")), summary]
+    filled = round(width * ended / total) if total else width
+    parts.append(Text.assemble(("━" * filled, "green"), ("━" * (width - filled), "grey23")))
+    parts.append(Text.assemble((f"{ended}/{total} ended ({status.done_fraction():.0%})  ", "bold"),
+                               *[(f"{LABELS[s]} {counts[s]}  ", STATE_STYLE.get(s, "")) for s in LABELS if counts.get(s)]))
     parts += [Text(f"note: {n}", style="yellow") for n in status.notes]
     if status.gpu_hours_saved is not None:
         parts.append(Text(f"early stopping pruned {counts.get('pruned', 0)} trial(s), saving about "
                           f"{status.gpu_hours_saved:.2f} GPU-hours"))
     best = best_trial(status, goal)
     if best is not None:
-        parts.append(Text(f"best {status.metric}: {_num(best.metric)} (trial {best.trial['id']}, "
-                          f"{_params(best.trial.get('params', {}), 80)})"))
+        parts.append(Text(f"best {status.metric}: {_num(best.metric)} (trial {best.trial.id}, "
+                          f"{_params(best.params, 80)})"))
     return Group(*parts)
 
 
 def best_trial(status: SweepStatus, goal: str = "maximize") -> TrialStatus | None:
+    """The best completed trial by its (finite) metric."""
     done = [t for t in status.trials if t.state is TrialState.COMPLETED and t.metric is not None]
     if not done:
         return None
     return (min if goal == "minimize" else max)(done, key=lambda t: t.metric)
 
 
+def console() -> Any:
+    """A console that never cuts what a pipe receives (rich assumes 80 columns off a terminal)."""
+    from rich.console import Console
+
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console()
+    return Console(width=200)
+
+
+def print_results(sweep_dir: str | os.PathLike) -> None:
+    """The table `sweep launch` prints after a local run in the foreground."""
+    sweep_dir = str(sweep_dir)
+    manifest = mf.read_manifest(sweep_dir)
+    out = console()
+    out.print(render(out, collect(sweep_dir, manifest), manifest.name, sweep_dir, True, manifest.settings.goal))
+
+
 # --- the command ----------------------------------------------------------------------------------
 
+def _reconciled(sweep_dir: str) -> None:
+    """Settle submissions recorded but never confirmed (a launcher killed mid-submit), when nobody
+    else holds the sweep: `sweep status` must not show them as lost."""
+    from jobs.lock import LockBusy
+    from jobs.submission import open_sweep
+
+    try:
+        with open_sweep(sweep_dir, "sweep status", timeout=0):
+            pass
+    except LockBusy:
+        pass
+    except UserError as exc:
+        if "cannot write" not in str(exc):   # a read-only sweep of someone else: show what is there
+            raise
+
+
 def run(args: argparse.Namespace) -> int:
-    sweep_dir = str(args.sweep_dir)
+    sweep_dir = str(Path(args.sweep_dir).absolute())
     manifest = mf.read_manifest(sweep_dir)  # a UserError here names the directory
     if args.watch is not None and args.watch <= 0:
         raise UserError("--watch needs a positive number of seconds", key="--watch")
-    name = manifest.get("name", "sweep")
-    goal = manifest.get("goal") or "maximize"
     said: set[str] = set()
 
-    def refresh() -> SweepStatus:
-        status = collect(sweep_dir, mf.read_manifest(sweep_dir))
+    def refresh() -> tuple[mf.Manifest, SweepStatus]:
+        current = mf.read_manifest(sweep_dir)
+        if any(s.state == "pending" for s in current.submissions) and os.access(sweep_dir, os.W_OK):
+            _reconciled(sweep_dir)
+            current = mf.read_manifest(sweep_dir)
+        status = collect(sweep_dir, current)
         # Say each fallback once, not at every refresh.
         status.notes = [n for n in status.notes if n not in said]
         said.update(status.notes)
-        return status
+        return current, status
 
     if args.json:
-        return _run_json(args, sweep_dir, manifest, refresh)
-    from rich.console import Console
+        return _run_json(args, sweep_dir, refresh)
+    out = console()
+    manifest, status = refresh()
 
-    console = Console()
-    status = refresh()
+    def view(status: SweepStatus) -> Any:
+        return render(out, status, manifest.name, sweep_dir, args.all, manifest.settings.goal, args.failed)
+
     if args.watch is None:
-        console.print(render(status, name, sweep_dir, args.all, goal))
+        out.print(view(status))
         return 0
     from rich.live import Live
 
     delays = watch_delays(start=args.watch)
-    with Live(render(status, name, sweep_dir, args.all, goal), console=console, auto_refresh=False) as live:
+    with Live(view(status), console=out, auto_refresh=False) as live:
         while status.active():
             time.sleep(next(delays))
-            status = refresh()
-            live.update(render(status, name, sweep_dir, args.all, goal), refresh=True)
-    console.print("nothing active any more" if status.trials else "no trials")
+            manifest, status = refresh()
+            live.update(view(status), refresh=True)
+    out.print("nothing active any more" if status.trials else "no trials")
     return 0
 
 
-def _run_json(args: argparse.Namespace, sweep_dir: str, manifest: dict[str, Any], refresh: Any) -> int:
-    def emit(status: SweepStatus) -> None:
-        sys.stdout.write(json.dumps(document(status, manifest, sweep_dir), default=str) + "\n")
+def _run_json(args: argparse.Namespace, sweep_dir: str, refresh: Any) -> int:
+    def emit(manifest: mf.Manifest, status: SweepStatus) -> None:
+        sys.stdout.write(json.dumps(document(status, manifest, sweep_dir, failed_only=args.failed), default=str) + "\n")
         sys.stdout.flush()
 
-    status = refresh()
-    emit(status)
+    manifest, status = refresh()
+    emit(manifest, status)
     if args.watch is not None:
         delays = watch_delays(start=args.watch)
         while status.active():
             time.sleep(next(delays))
-            status = refresh()
-            emit(status)
+            manifest, status = refresh()
+            emit(manifest, status)
     return 0

@@ -22,18 +22,19 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import math
 import re
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from jobs.errors import UserError
-from launcher.spec import Dist, SweepSpec
+from launcher.plans import METHODS
+from launcher.spec import SweepSpec
+from search.dist import Dist
+from search.kinds import MAX_GRID_VALUES, kind_of
 
 DIALECTS = ("native", "conspec", "metta", "carbs", "wandb", "hydra")
 _MODULES = {"native": "native", "conspec": "conspec", "metta": "metta", "carbs": "carbs",
             "wandb": "wandb", "hydra": "hydra_sweeper"}
-METHODS = ("grid", "random", "bayes", "baseline")
 
 # Keys that are not about the search in any dialect: kept in spec.extra, never an error.
 NOT_SEARCH_KEYS = ("eval", "generation", "test", "resume", "max_observations_to_load", "project",
@@ -42,9 +43,6 @@ NOT_SEARCH_KEYS = ("eval", "generation", "test", "resume", "max_observations_to_
 # Where each dialect writes its trial budget, for the error that asks for one.
 _BUDGET_KEY = {"wandb": "run_cap", "metta": "rollout_count", "carbs": "rollout_count",
                "hydra": "hydra.sweeper.n_trials", "conspec": "search.n_trials", "native": "trials"}
-
-# A grid over an integer range is enumerated; past this many points it is surely a mistake.
-_MAX_GRID_VALUES = 10_000
 
 _SS = re.compile(r"\$\{\s*ss\s*:")
 _METTA_ONLY_DISTS = ("uniform_pow2", "logit_normal")
@@ -173,24 +171,12 @@ def detect(doc: Mapping[str, Any]) -> str:
 
 def _grid_values(key: str, dist: Dist, *, file: str, dialect: str) -> tuple[Any, ...]:
     """A grid needs finite lists: enumerate what is countable, refuse what is continuous."""
-    if dist.kind == "choice":
-        return dist.values
-    values: list[Any] = []
-    if dist.kind == "int_uniform":
-        step = int(dist.q) if dist.q and float(dist.q).is_integer() else 1
-        values = list(range(int(dist.low), int(dist.high) + 1, step))
-    elif dist.kind == "pow2":
-        values = [2 ** k for k in range(round(math.log2(dist.low)), round(math.log2(dist.high)) + 1)]
-    elif dist.kind == "uniform" and dist.q:
-        n = math.floor((dist.high - dist.low) / dist.q + 1e-9) + 1
-        values = [float(f"{dist.low + i * dist.q:.12g}") for i in range(min(n, _MAX_GRID_VALUES + 1))]
-        if dist.is_int:
-            values = [int(round(v)) for v in values]
-    else:
+    values = kind_of(dist).grid(dist)
+    if values is None:
         raise UserError(f"a grid needs a list of values, but this is a {dist.kind} distribution", file=file,
                         key=key, dialect=dialect,
                         fix="give `values: [...]`, or run it with --method random and --trials N")
-    if len(values) > _MAX_GRID_VALUES:
+    if len(values) > MAX_GRID_VALUES:
         raise UserError(f"the grid would hold {len(values)} values for this key", file=file, key=key,
                         dialect=dialect, fix="list the values you want, or use --method random")
     return tuple(values)
@@ -228,6 +214,7 @@ def finalize(spec: SweepSpec, *, method: str | None = None, trials: int | None =
                  for k, d in spec.space.items()}
         spec = dataclasses.replace(spec, space=space)
     from launcher.plans import validate  # what every plan checks (keys set twice, ...), before any I/O
+
     validate(spec)
     return spec
 

@@ -32,7 +32,8 @@ from typing import Any, Mapping
 
 from jobs.errors import UserError
 from launcher.dialects.common import coerce_tree, join_key, make_dist, number
-from launcher.spec import Dist, SweepSpec
+from search.dist import Dist
+from launcher.spec import SweepSpec
 
 DIALECT = "carbs"
 SPACES = {"linear": "uniform", "log": "loguniform", "logit": "logit", "pow2": "pow2", "int": "int_uniform"}

@@ -12,7 +12,8 @@ import shlex
 from typing import Any, Iterable, Mapping
 
 from jobs.errors import UserError
-from launcher.spec import KINDS, Dist
+from search.dist import Dist
+from search.kinds import INTEGER_KINDS, KINDS
 
 # PyYAML implements YAML 1.1, whose float needs a dot and a signed exponent: `1e-5`, `1e5` and
 # `5e-1` load as strings. Anything that reads like a number in a sweep file is a number.
@@ -31,9 +32,6 @@ KIND_ALIASES: dict[str, str] = {
     "int_log_uniform": "int_loguniform", "uniform_pow2": "pow2", "pow_2": "pow2",
     "log_normal": "lognormal", "gaussian": "normal",
 }
-
-_INT_KINDS = ("int_uniform", "int_loguniform", "pow2")
-
 
 # --------------------------------------------------------------------------- numbers
 
@@ -224,10 +222,6 @@ def canonical_kind(name: Any, *, file: str | None, key: str, dialect: str,
     return text
 
 
-def _is_pow2(x: float) -> bool:
-    return x >= 1 and float(x).is_integer() and (int(x) & (int(x) - 1)) == 0
-
-
 def make_dist(kind: str, *, file: str | None, key: str, dialect: str, low: Any = None, high: Any = None,
               values: Any = None, probabilities: Any = None, q: Any = None, mu: Any = None,
               sigma: Any = None, a: Any = None, b: Any = None, center: Any = None,
@@ -253,7 +247,7 @@ def make_dist(kind: str, *, file: str | None, key: str, dialect: str, low: Any =
                            "give as many probabilities as values, adding up to 1")
         return Dist("choice", values=vals, probabilities=probs, is_int=is_int)
 
-    integer = kind in _INT_KINDS
+    integer = kind in INTEGER_KINDS
     lo, hi = num(low, "min", integer), num(high, "max", integer)
     d = Dist(kind, low=lo, high=hi, q=num(q, "q"), mu=num(mu, "mu"), sigma=num(sigma, "sigma"),
              a=num(a, "a"), b=num(b, "b"), center=coerce_number(center), is_int=is_int or integer)
@@ -262,32 +256,13 @@ def make_dist(kind: str, *, file: str | None, key: str, dialect: str, low: Any =
     if d.q is not None and lo is not None and hi is not None and math.ceil(lo / d.q - 1e-9) * d.q > hi + 1e-12:
         raise fail(f"no multiple of q = {d.q} lies in [{lo}, {hi}]", "use a smaller q or a wider range")
 
-    if kind in ("uniform", "int_uniform", "loguniform", "int_loguniform", "pow2", "logit"):
-        if lo is None or hi is None:
-            raise fail(f"a {kind} distribution needs both min and max", "add min: and max:")
     if lo is not None and hi is not None and lo > hi:
         raise fail(f"min ({lo}) is greater than max ({hi})", "swap min and max")
     if lo is not None and hi is not None and lo == hi and kind not in ("int_uniform", "pow2"):
         raise fail(f"min and max are both {lo}", "widen the range, or make the key a constant")
-    if kind in ("loguniform", "int_loguniform", "lognormal") and lo is not None and lo <= 0:
-        raise fail(f"a log-scale range needs min > 0, got {lo}",
-                   "use a positive min such as 1e-6, or a uniform distribution")
-    if kind == "pow2":
-        for name, v in (("min", lo), ("max", hi)):
-            if not _is_pow2(v):
-                raise fail(f"pow2 bounds must be powers of two, got {name} = {v}",
-                           "use bounds such as 16 and 1024")
-    if kind == "logit" and not (0 < lo and hi < 1):
-        raise fail(f"a logit range must lie strictly inside (0, 1), got [{lo}, {hi}]",
-                   "use bounds such as 0.9 and 0.999")
-    if kind in ("normal", "lognormal"):
-        if d.mu is None or d.sigma is None:
-            raise fail(f"a {kind} distribution needs mu (mean) and sigma (scale)", "add mu: and sigma:")
-        if d.sigma <= 0:
-            raise fail(f"sigma must be > 0, got {d.sigma}", "use a positive sigma")
-    if kind == "beta":
-        if d.a is None or d.b is None or d.a <= 0 or d.b <= 0:
-            raise fail("a beta distribution needs a > 0 and b > 0", "add a: and b:, both positive")
+    problem = KINDS[kind].check(d)  # what this kind needs of its parameters (search.kinds)
+    if problem is not None:
+        raise fail(*problem)
     return d
 
 

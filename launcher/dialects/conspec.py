@@ -35,7 +35,8 @@ from jobs.errors import UserError
 from launcher.dialects.common import (KIND_ALIASES, check_key, check_unknown_keys, coerce_tree, flatten,
                                       make_dist, number, parse_resources, positive_int, require_list,
                                       require_mapping, split_command, sweep_name)
-from launcher.spec import DEFAULT_COMMAND, Dist, SweepSpec
+from search.dist import Dist
+from launcher.spec import DEFAULT_COMMAND, SweepSpec
 
 DIALECT = "conspec"
 KEYS = ("name", "description", "command", "hyperparameters", "environments", "environment_key", "training",
@@ -141,7 +142,8 @@ def parse(doc: dict, *, file: str) -> SweepSpec:
         command=(split_command(doc["command"], file=file, key="command", dialect=DIALECT)
                  if doc.get("command") is not None else DEFAULT_COMMAND),
         n_trials=n_trials,
-        seed=int(number(search.get("seed", 0), file=file, key="search.seed", dialect=DIALECT, integer=True)),
+        seed=None if search.get("seed") is None else int(number(search["seed"], file=file, key="search.seed", dialect=DIALECT,
+                                                                 integer=True)),
         environments=environments, env_key=env_key,
         repeats=positive_int(search.get("repeats", 1), file=file, key="search.repeats", dialect=DIALECT),
         metric=metric, goal=goal, resources=resources, dialect=DIALECT, source=file,

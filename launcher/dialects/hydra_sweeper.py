@@ -29,7 +29,8 @@ from jobs.errors import UserError
 from launcher.dialects import slug_name
 from launcher.dialects.common import coerce_tree, join_key, make_dist, positive_int, split_command
 from launcher.dialects.hydra_syntax import parse_value
-from launcher.spec import DEFAULT_COMMAND, Dist, SweepSpec
+from search.dist import Dist
+from launcher.spec import DEFAULT_COMMAND, SweepSpec
 
 DIALECT = "hydra"
 # Optuna sampler class / Hydra config name -> (method, sampler name)
@@ -131,10 +132,10 @@ def parse(doc: dict[str, Any], *, file: str) -> SweepSpec:
                         fix="add `hydra: {sweeper: {params: {model.lr: 'tag(log, interval(1e-5, 1e-2))'}}}`")
 
     warnings: list[str] = []
-    goal, n_trials, sampler, seed = "maximize", None, None, 0
+    goal, n_trials, sampler, seed = "maximize", None, None, None
     if "optuna" in kind:
         method, sampler, sampler_seed = _sampler(sweeper, defaults, file=file)
-        seed = sampler_seed if sampler_seed is not None else 0
+        seed = sampler_seed
         n_trials = positive_int(sweeper.get("n_trials", 20), key="hydra.sweeper.n_trials", **kw)
         direction = sweeper.get("direction", "minimize")
         if isinstance(direction, list):

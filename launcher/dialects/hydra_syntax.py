@@ -18,7 +18,7 @@ from typing import Any
 
 from jobs.errors import UserError
 from launcher.dialects.common import make_dist
-from launcher.spec import Dist
+from search.dist import Dist
 
 _FIX = "see https://hydra.cc/docs/advanced/override_grammar/extended/ (e.g. `1,2,3`, `range(1,5)`, " \
        "`tag(log, interval(1e-5, 1e-2))`)"

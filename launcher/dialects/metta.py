@@ -43,12 +43,12 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from jobs.argv import MACROS
 from jobs.errors import UserError
 from launcher.dialects import NOT_SEARCH_KEYS, slug_name
 from launcher.dialects.common import coerce_number, join_key, make_dist, number, positive_int, split_command
 from launcher.dialects.carbs import check_center, inline_value, open_logit_bounds
-from launcher.spec import DEFAULT_COMMAND, Dist, SweepSpec
+from search.dist import Dist
+from launcher.spec import DEFAULT_COMMAND, SweepSpec
 
 DIALECT = "metta"
 HEADER_KEYS = ("program", "method", "metric", "goal", "command", "protein", "rollout_count", "num_samples",
@@ -234,9 +234,7 @@ def build_spec(header: Mapping[str, Any], space: dict[str, Dist], constants: dic
     command = _command(header, file=file, dialect=dialect)
     return SweepSpec(
         name=slug_name(extra.get("name") or extra.get("sweep.name"), file), method=method, space=space,
-        constants=constants, command=command,
-        args_style="wandb" if any(c in MACROS for c in command) else "append",
-        n_trials=n_trials, metric=None if metric is None else str(metric), goal=goal,
+        constants=constants, command=command, n_trials=n_trials, metric=None if metric is None else str(metric), goal=goal,
         search_options=search_options, resources=resources, dialect=dialect, source=file, extra=extra,
         warnings=tuple(warnings))
 

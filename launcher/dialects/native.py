@@ -52,14 +52,16 @@ from launcher.dialects.common import (check_key, check_unknown_keys, coerce_tree
                                       positive_int, require_list, require_mapping, split_command,
                                       sweep_name)
 from launcher.dialects.hydra_syntax import parse_value
-from launcher.spec import DEFAULT_COMMAND, Dist, Pruner, Stages, SweepSpec
+from jobs.manifest import Stages
+from search.dist import Dist
+from search.pruner import PRUNERS, Pruner
+from launcher.plans import METHODS
+from launcher.spec import DEFAULT_COMMAND, SweepSpec
 
 DIALECT = "native"
 KEYS = ("name", "description", "dialect", "command", "method", "trials", "seed", "metric", "goal",
         "fixed", "grid", "space", "environments", "stages", "variants", "repeats", "seed_key",
         "resources", "max_parallel", "pruner", "sampler", "options")
-METHODS = ("grid", "random", "bayes", "baseline")
-PRUNERS = ("none", "hyperband", "asha", "median")
 
 
 def _err(message: str, file: str | None, key: str | None, fix: str) -> UserError:
@@ -227,7 +229,7 @@ def parse(doc: dict, *, file: str) -> SweepSpec:
     spec = SweepSpec(
         name=name, method=method, space=space, constants=_constants(doc.get("fixed"), file, "fixed"),
         command=command, n_trials=n_trials,
-        seed=int(number(doc.get("seed", 0), file=file, key="seed", dialect=DIALECT, integer=True)),
+        seed=None if doc.get("seed") is None else int(number(doc["seed"], file=file, key="seed", dialect=DIALECT, integer=True)),
         environments=environments, env_key=env_key,
         stages=_stages(doc["stages"], file) if doc.get("stages") is not None else None,
         variants=_variants(doc["variants"], file) if doc.get("variants") is not None else {},

@@ -41,7 +41,9 @@ from jobs.errors import UserError
 from launcher.dialects import NOT_SEARCH_KEYS, slug_name
 from launcher.dialects.common import coerce_scalar, coerce_tree, join_key, make_dist, number, positive_int
 from launcher.spec import DEFAULT_COMMAND as SPEC_DEFAULT_COMMAND
-from launcher.spec import Dist, Pruner, SweepSpec
+from search.dist import Dist
+from search.pruner import Pruner
+from launcher.spec import SweepSpec
 
 DIALECT = "wandb"
 DEFAULT_COMMAND = ("${env}", "${interpreter}", "${program}", "${args}")
@@ -278,6 +280,5 @@ def parse(doc: dict[str, Any], *, file: str) -> SweepSpec:
         warnings += cmd_warnings
     return SweepSpec(
         name=slug_name(doc.get("name"), file), method=method, space=space, constants=constants,
-        command=command, args_style="wandb" if any(c in MACROS for c in command) else "append",
-        n_trials=n_trials, metric=metric, goal=goal, pruner=pruner, search_options=search_options,
+        command=command, n_trials=n_trials, metric=metric, goal=goal, pruner=pruner, search_options=search_options,
         dialect=DIALECT, source=file, extra=extra, warnings=tuple(warnings))

@@ -15,7 +15,7 @@ from launcher.plans.grid import grid_points
 from launcher.plans.progressive import Point, build_trials
 from launcher.plans.random import random_points, stream
 from launcher.spec import SweepSpec
-from launcher.trial import Trial
+from jobs.manifest import Trial
 
 METHODS = ("grid", "random", "bayes", "baseline")
 
@@ -58,6 +58,13 @@ def validate(spec: SweepSpec) -> None:
             owners[key] = section
     if spec.stages is not None and not spec.stages.values:
         raise _fail(spec, "stages has no values", "stages.values", "list at least one stage value")
+    if spec.method == "bayes":
+        from search.optuna_space import sampler_name
+
+        try:
+            sampler_name(spec.sampler)
+        except ValueError as exc:
+            raise _fail(spec, str(exc).split(":")[0], "sampler", str(exc).split(": ", 1)[-1]) from None
 
 
 def _base_points(spec: SweepSpec, env_number: int) -> list[tuple[dict, bool]]:
@@ -65,7 +72,7 @@ def _base_points(spec: SweepSpec, env_number: int) -> list[tuple[dict, bool]]:
     if spec.method in ("grid", "baseline"):
         return [(p, False) for p in grid_points(spec.space, source=spec.source, dialect=spec.dialect)]
     if spec.method == "random":
-        rng = stream(spec.seed, env_number)
+        rng = stream(spec.seed or 0, env_number)
         return [(p, True) for p in random_points(spec.space, spec.n_trials, rng)]
     return [({}, True) for _ in range(spec.n_trials)]  # bayes: asked at run time
 
@@ -81,7 +88,7 @@ def expand(spec: SweepSpec) -> list[Trial]:
                     # Random samples and bayes slots may coincide in params: their number keeps
                     # their ids apart. Grid points differ by params already.
                     replica = k * spec.repeats + r if numbered else r
-                    extra = {spec.seed_key: spec.seed + r} if spec.repeats > 1 else {}
+                    extra = {spec.seed_key: (spec.seed or 0) + r} if spec.repeats > 1 else {}
                     points.append(Point(params=params, environment=env, variant=variant,
                                         replica=replica, extra=extra))
     trials = build_trials(spec, points)

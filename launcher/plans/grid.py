@@ -10,7 +10,7 @@ import math
 from typing import Any
 
 from jobs.errors import UserError
-from launcher.spec import Dist
+from search.dist import Dist
 
 # A product this large is a typo (a range without a step, a forgotten key), not a sweep.
 MAX_POINTS = 1_000_000

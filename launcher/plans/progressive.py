@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobs.manifest import Trial
 from launcher.spec import SweepSpec
-from launcher.trial import Trial, trial_id
+from launcher.trial import trial_id
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from launcher.plans.sampling import sampler
-from launcher.spec import Dist
+from search.dist import Dist
+from search.kinds import sampler
 
 if TYPE_CHECKING:
     import numpy as np

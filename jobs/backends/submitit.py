@@ -1,0 +1,121 @@
+"""submitit backend: AutoExecutor.map_array over the same task runner, for users who prefer it.
+
+Each array task calls `run_index(sweep_dir, index)`, which runs jobs.run in-process: the runner
+installs its own handlers for USR1/USR2/TERM (submitit warns with USR2), so a warned trial
+checkpoints and requeues itself exactly as under the slurm backend. Arrays follow the same plan
+as the slurm backend (chunks, aftercorr between stages) and carry the same token in their job
+name; what Slurm says about them is read the same way. submitit is imported only here, and only
+when this backend submits.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from jobs import manifest as mf
+from jobs.backends import Confirm, SweepRef
+from jobs.backends.arrays import ArrayPlan, PlannedArray, plan_arrays
+from jobs.backends.slurm import SlurmBackend, dependency_of, job_name, new_token
+from jobs.errors import UserError
+from jobs.manifest import Trial
+from jobs.profile import ClusterProfile
+
+FOLDER = "submitit"
+
+
+def run_index(sweep_dir: str, index: int | None) -> int:
+    """One array task (must stay a picklable top-level function)."""
+    if index is None:  # a gap in the task ids kept so that aftercorr pairs tasks correctly
+        return 0
+    from jobs import run
+
+    return run.run_task(Path(sweep_dir), [index])
+
+
+def time_minutes(text: str | int | None) -> int | None:
+    """Slurm time -> whole minutes (rounded up), as submitit's timeout_min wants.
+
+    Slurm accepts M, M:S, H:M:S, D-H, D-H:M and D-H:M:S.
+    """
+    if text is None or isinstance(text, int):
+        return text
+    raw = str(text).strip()
+    if not re.fullmatch(r"(\d+-)?\d+(:\d+){0,2}", raw):
+        raise UserError(f"time '{text}' is not a Slurm time", key="time", fix="write it as D-HH:MM:SS or HH:MM:SS")
+    days = 0
+    if "-" in raw:
+        d, raw = raw.split("-", 1)
+        days = int(d)
+        h, m, sec = ([int(x) for x in raw.split(":")] + [0, 0])[:3]
+    else:
+        parts = [int(x) for x in raw.split(":")]
+        h, m, sec = {1: lambda: (0, parts[0], 0), 2: lambda: (0, parts[0], parts[1]),
+                     3: lambda: tuple(parts)}[len(parts)]()
+    return days * 1440 + h * 60 + m + (1 if sec else 0)
+
+
+def executor_parameters(profile: ClusterProfile, name: str, max_parallel: int | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"name": name, "slurm_signal_delay_s": profile.grace_s}
+    if profile.time:
+        params["timeout_min"] = time_minutes(profile.time)
+    if profile.partition:
+        params["slurm_partition"] = profile.partition
+    if profile.gres:
+        params["slurm_gres"] = profile.gres
+    if profile.cpus_per_task:
+        params["cpus_per_task"] = profile.cpus_per_task
+    if profile.mem:
+        params["slurm_mem"] = profile.mem
+    for key in ("account", "qos", "constraint"):
+        if getattr(profile, key):
+            params[f"slurm_{key}"] = getattr(profile, key)
+    if profile.modules or profile.setup:
+        params["slurm_setup"] = list(profile.modules) + list(profile.setup)
+    if profile.sbatch:
+        params["slurm_additional_parameters"] = {k.replace("-", "_"): v for k, v in profile.sbatch.items()}
+    if max_parallel or profile.max_parallel:
+        params["slurm_array_parallelism"] = max_parallel or profile.max_parallel
+    return params
+
+
+class SubmititBackend(SlurmBackend):
+    """Slurm underneath: status, finding and cancelling are the Slurm backend's; planning keeps
+    task ids from 0 (map_array numbers its tasks itself) and never attaches to old jobs."""
+
+    name = "submitit"
+
+    def plan(self, trials: list[Trial], sweep: SweepRef, *, budget: int, pack: int = 1,
+             attach: dict[str, tuple[str, int]] | None = None, max_parallel: int | None = None) -> ArrayPlan:
+        plan = plan_arrays(trials, max_array_size=sweep.manifest.settings.cluster.max_array_size, budget=budget)
+        for array in plan.arrays:
+            array.token = new_token()
+            array.array = f"0-{max(array.task_ids)}"
+            array.script = f"submitit map_array of jobs.run over trial indices {mf.compact_ranges(array.indices)}"
+        return plan
+
+    def start(self, sweep: SweepRef, arrays: list[PlannedArray], confirm: Confirm, *,
+              max_parallel: int | None = None, **options: Any) -> None:
+        import submitit  # lazily: it pulls in cloudpickle and friends
+
+        settings = sweep.manifest.settings
+        executor = submitit.AutoExecutor(folder=str(Path(sweep.sweep_dir) / FOLDER / "%j"), cluster="slurm")
+        job_ids: list[str] = []
+        for array in arrays:
+            params = executor_parameters(settings.cluster, job_name(settings.name, array.stage, array.token),
+                                         max_parallel or settings.max_parallel)
+            dependency = dependency_of(array, job_ids)
+            if dependency:
+                params["slurm_additional_parameters"] = {**params.get("slurm_additional_parameters", {}),
+                                                         "dependency": dependency}
+            executor.update_parameters(**params)
+            # Position t of the list is task id t: keep gaps (None) so aftercorr pairs tasks.
+            by_task = {i - array.offset: i for i in array.indices}
+            positions = [by_task.get(t) for t in range(max(by_task) + 1)]
+            jobs = executor.map_array(run_index, [str(sweep.sweep_dir)] * len(positions), positions)
+            job_id = jobs[0].job_id.split("_")[0]
+            job_ids.append(job_id)
+            confirm(array, job_id, None)
+
+
+BACKEND = SubmititBackend()

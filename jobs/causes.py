@@ -1,0 +1,140 @@
+"""Why a trial did not complete, in one line, with the fix where there is one.
+
+    explain_exit(returncode, log_tail)   what the runner records for a failed run: the exit code
+                                         (or the signal) and the program's last meaningful line
+    cause_of(trial_status, sweep_dir)    what `sweep status`, `sweep report` and `sweep collect`
+                                         show for every trial that did not complete
+
+Out of memory is read from what Slurm leaves: sacct's OUT_OF_MEMORY state where cgroups enforce
+memory; elsewhere (OverMemoryKill) a FAILED task killed by signal 9 whose Slurm output says
+"exceeded memory limit", or whose MaxRSS reached what it asked for.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+TYPE_CHECKING = False  # typing costs a few ms at every array task's start; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
+
+# Lines that say nothing about what went wrong: our markers, Hydra's hint, a traceback's frames.
+_NOISE_PREFIXES = ("=== ", "Traceback (most recent call last)", "Set the environment variable HYDRA_FULL_ERROR",
+                   "File \"", "  File \"", "During handling of the above exception",
+                   "The above exception was the direct cause")
+_OOM_WORDS = ("exceeded memory limit", "out of memory", "oom-kill", "oom_kill", "memory cgroup out of memory")
+MEM_FIX = "raise `mem:` in the cluster profile or the sweep's resources (or pass --mem)"
+TIME_FIX = "raise `time:` in the cluster profile or the sweep's resources (or pass --time), or checkpoint more often"
+
+
+@dataclass(frozen=True)
+class Cause:
+    kind: str          # oom | time_limit | cancelled | node_fail | preempted | program | diverged | pruned | lost
+    summary: str       # one line
+    fix: str | None = None
+
+    def text(self) -> str:
+        return f"{self.summary}; {self.fix}" if self.fix else self.summary
+
+
+def last_meaningful_line(text: str | None) -> str | None:
+    """The last line of a log that says something (not a marker, a frame or a hint)."""
+    for line in reversed((text or "").splitlines()):
+        stripped = line.strip()
+        if not stripped or stripped.startswith(_NOISE_PREFIXES) or line.startswith("    "):
+            continue
+        return stripped[:300]
+    return None
+
+
+def explain_exit(returncode: int, tail: str | None) -> str:
+    """'exit code 1: ValueError: lr must be positive', 'killed by signal 9 (SIGKILL)', ..."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "?"
+        head = f"killed by signal {-returncode} ({name})"
+    else:
+        head = f"exit code {returncode}"
+    line = last_meaningful_line(tail)
+    return f"{head}: {line}" if line else head
+
+
+def _slurm_log_says_oom(sweep_dir: str | os.PathLike | None, task: str | None) -> bool:
+    if sweep_dir is None or not task:
+        return False
+    try:
+        with open(os.path.join(os.fspath(sweep_dir), "logs", f"{task}.out"), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode(errors="replace").lower()
+    except OSError:
+        return False
+    return any(w in text for w in _OOM_WORDS)
+
+
+def _user(reason: str) -> str | None:
+    """sacct's 'by 1000' -> the user's name (or the uid)."""
+    if not reason.startswith("by "):
+        return None
+    uid = reason[3:].strip()
+    try:
+        import pwd
+
+        return pwd.getpwuid(int(uid)).pw_name
+    except (ImportError, KeyError, ValueError):
+        return uid
+
+
+def cause_of(status: Any, sweep_dir: str | os.PathLike | None = None) -> Cause | None:
+    """Why a trial (a jobs.state.TrialStatus) did not complete; None for completed or active ones."""
+    from jobs.trial_state import TrialState
+
+    state, live, result = status.state, status.live, status.result or {}
+    error = (result.get("error") or status.error or "").strip()
+    first = error.splitlines()[0] if error else ""
+    if state in (TrialState.COMPLETED, TrialState.RUNNING, TrialState.PENDING, TrialState.UNSUBMITTED):
+        return None
+    if state is TrialState.DIVERGED:
+        return Cause("diverged", f"diverged: {first or 'the loss went NaN/Inf'}",
+                     "lower the learning rate, or clip gradients")
+    if state is TrialState.PRUNED:
+        step = (result.get("results") or {}).get("pruned_at_step")
+        return Cause("pruned", f"pruned by the sweep's early stopping{f' at step {step}' if step is not None else ''}")
+    slurm_state = live.state if live is not None else None
+    rss, req = (live.max_rss_mb, live.req_mem_mb) if live is not None else (None, None)
+    signal9 = live is not None and (live.exit_code or "").endswith(":9")
+    oom = slurm_state == "OUT_OF_MEMORY" or (state is TrialState.FAILED and (
+        _slurm_log_says_oom(sweep_dir, status.slurm_id) or
+        (signal9 and rss is not None and req is not None and rss >= 0.9 * req)))
+    if oom:
+        used = f" (used {rss:.0f} MB of {req:.0f} MB)" if rss is not None and req is not None else \
+            (f" (asked for {req:.0f} MB)" if req is not None else "")
+        return Cause("oom", f"out of memory{used}", MEM_FIX)
+    if state is TrialState.TIMEOUT:
+        limit = f" ({_clock(live.time_limit_s)})" if live is not None and live.time_limit_s else ""
+        return Cause("time_limit", first or f"time limit reached{limit}", TIME_FIX)
+    if state is TrialState.CANCELLED:
+        who = _user(live.reason) if live is not None and live.reason else None
+        return Cause("cancelled", first or (f"cancelled by {who}" if who else "cancelled"),
+                     "`sweep resume --retry-cancelled` runs it again")
+    if slurm_state == "NODE_FAIL":
+        return Cause("node_fail", "its node failed", "`sweep resume` runs it again")
+    if state is TrialState.PREEMPTED:
+        runs = f", requeued {live.restarts} time(s)" if live is not None and live.restarts else ""
+        return Cause("preempted", (first or "preempted") + runs, "`sweep resume` runs it again")
+    if state is TrialState.LOST:
+        return Cause("lost", "submitted, but neither Slurm nor the sweep directory knows it any more",
+                     "`sweep resume` submits it again")
+    if first:
+        return Cause("program", first, "see `sweep logs` for the whole log")
+    if slurm_state:
+        return Cause("program", f"Slurm says {slurm_state} (exit {live.exit_code or '?'}) and the trial wrote no result",
+                     "see `sweep logs` for its Slurm output")
+    return Cause("program", "ended without a result", "see `sweep logs`")
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"

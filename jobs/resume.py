@@ -1,0 +1,119 @@
+"""What `sweep resume` runs again: planned - finished - running, decided under the sweep's lock.
+
+Which trials (`select`):
+
+    no result, not queued (unsubmitted, lost, killed without a result, preempted)  -> run
+    a failed or timed-out result           -> run when its failures are under --max-attempts, or
+                                              with --retry-failed
+    cancelled (by `sweep cancel` or scancel) -> run only with --retry-cancelled
+    completed, diverged, pruned            -> never
+    earlier stage diverged or pruned       -> never (it would start from a dead checkpoint)
+    queued behind a dependency that failed -> cancelled in Slurm, then run
+
+How they are linked (`plan`): a trial whose earlier stage is resubmitted too waits on that new
+array (aftercorr); one whose earlier stage is still queued waits on that old array, at its parent's
+task id (Slurm only, unpacked); one whose earlier stage completed runs at once. What does not fit
+the queue limit (what is already queued counts) waits for the top-up or the next resume.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jobs import manifest as mf
+from jobs.backends import Backend, SweepRef
+from jobs.backends.arrays import ArrayPlan
+from jobs.manifest import Trial
+from jobs.state import NEVER_SATISFIED, SweepStatus, TrialStatus
+from jobs.trial_state import TrialState
+
+
+@dataclass
+class Selection:
+    run: list[TrialStatus] = field(default_factory=list)       # to submit
+    blocked: list[TrialStatus] = field(default_factory=list)   # earlier stage diverged/pruned: never
+    stuck: list[TrialStatus] = field(default_factory=list)     # queued behind a failed dependency
+    kept: list[TrialStatus] = field(default_factory=list)      # failed/cancelled, not asked to retry
+
+
+def _failures(sweep_dir: Path, trial_id: str) -> int:
+    try:
+        return int((mf.trial_dir(sweep_dir, trial_id) / "failures").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def select(status: SweepStatus, sweep_dir: Path, *, max_attempts: int, retry_failed: bool = False,
+           retry_cancelled: bool = False) -> Selection:
+    """Split the trials: which to resubmit, which can never run, which Slurm holds for nothing."""
+    by_id = {t.trial.id: t for t in status.trials}
+    sel = Selection()
+    memo: dict[str, bool] = {}
+
+    def dead_parent(t: TrialStatus) -> bool:
+        """True when an ancestor ended for good without completing (diverged or pruned)."""
+        tid = t.trial.id
+        if tid not in memo:
+            memo[tid] = False  # guards a (malformed) cycle
+            parent = by_id.get(t.trial.parent or "")
+            if parent is not None:
+                memo[tid] = parent.state is not TrialState.COMPLETED if parent.state.is_final() else dead_parent(parent)
+        return memo[tid]
+
+    for t in status.trials:
+        stuck = t.state.is_active() and t.reason == NEVER_SATISFIED
+        if stuck:
+            sel.stuck.append(t)
+        elif not t.state.needs_run():
+            continue
+        elif t.result is not None and t.state in (TrialState.FAILED, TrialState.TIMEOUT) and not retry_failed \
+                and _failures(sweep_dir, t.trial.id) >= max_attempts:
+            sel.kept.append(t)
+            continue
+        elif t.state is TrialState.CANCELLED and not retry_cancelled:
+            sel.kept.append(t)
+            continue
+        (sel.blocked if dead_parent(t) else sel.run).append(t)
+    return sel
+
+
+@dataclass
+class ResumePlan:
+    plan: ArrayPlan
+    waiting_for_parent: list[int] = field(default_factory=list)   # earlier stage active, cannot link
+
+
+def plan(status: SweepStatus, to_run: list[TrialStatus], backend: Backend, sweep: SweepRef, *,
+         budget: int, max_parallel: int | None) -> ResumePlan:
+    """Arrays for `to_run` (see the module docstring)."""
+    by_id = {t.trial.id: t for t in status.trials}
+    wanted = {t.trial.id for t in to_run}
+    pack = sweep.manifest.settings.pack
+    attach: dict[str, tuple[str, int]] = {}
+    trials: list[Trial] = []
+    waiting: list[int] = []
+    for t in sorted(to_run, key=lambda t: t.trial.index):
+        parent = by_id.get(t.trial.parent or "")
+        if parent is None or parent.trial.id in wanted or parent.state is TrialState.COMPLETED:
+            trials.append(t.trial)
+        elif backend.uses_slurm and backend.name == "slurm" and pack <= 1 and parent.state.is_active() \
+                and parent.slurm_id and "_" in parent.slurm_id:
+            job, task = parent.slurm_id.rsplit("_", 1)
+            attach[parent.trial.id] = (job, int(task))
+            trials.append(t.trial)
+        else:
+            waiting.append(t.trial.index)
+    # A child waits with its parent: drop descendants of trials that wait.
+    held = set(waiting)
+    changed = True
+    while changed:
+        changed = False
+        for t in list(trials):
+            parent = by_id.get(t.parent or "")
+            if parent is not None and parent.trial.index in held:
+                held.add(t.index)
+                waiting.append(t.index)
+                trials.remove(t)
+                changed = True
+    arrays = backend.plan(trials, sweep, budget=budget, pack=pack, attach=attach, max_parallel=max_parallel)
+    return ResumePlan(plan=arrays, waiting_for_parent=sorted(waiting))

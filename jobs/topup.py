@@ -1,0 +1,94 @@
+"""Keeping the queue topped up from inside the sweep: no human has to come back and `sweep resume`.
+
+When the cluster's limits (`max_queued_jobs`, `max_array_size`) kept trials back at launch, the
+manifest lists them as waiting and the sweep directory holds a `waiting` marker. Every Slurm array
+task that ends while the marker is there calls `top_up`: it tries the sweep's lock once (another
+task holding it is topping up already), counts what this user has queued, and submits the next
+piece that fits, through the same recorded, locked path as `sweep launch` (jobs.submission). The
+last tasks of each piece submit the next one, until nothing waits. `sweep cancel` stops it (its
+marker), and so does a profile with `submit_from_tasks: false` (compute nodes without sbatch).
+
+`hand_back` is the other way in: a packed task too close to its time limit returns the trials it
+will not start (and their later stages), and its own top-up submits them again.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from jobs import manifest as mf
+from jobs.lock import LockBusy
+from jobs.results import read_results
+from jobs.submission import cancel_requested, open_sweep
+from jobs.trial_state import TrialState
+
+# How long a task waits for the sweep's lock to hand trials back (it must, or they are lost).
+HAND_BACK_WAIT_S = 120.0
+
+
+def _say(message: str) -> None:
+    print(f"[jobs.topup] {message}", file=sys.stderr, flush=True)
+
+
+def queue_room(max_queued_jobs: int) -> int:
+    """Array tasks this user may still queue: the limit minus what squeue holds for them now."""
+    from jobs import slurm
+
+    return max_queued_jobs - slurm.queued_tasks(slurm.current_user())
+
+
+def top_up(sweep_dir: str | os.PathLike, *, who: str | None = None) -> int:
+    """Submit what fits of the trials waiting for queue room; return how many were submitted."""
+    sweep_dir = Path(sweep_dir)
+    if cancel_requested(sweep_dir):
+        return 0
+    who = who or f"top-up from task {os.environ.get('SLURM_ARRAY_JOB_ID', '?')}_{os.environ.get('SLURM_ARRAY_TASK_ID', '?')}"
+    try:
+        with open_sweep(sweep_dir, who, timeout=0) as session:
+            manifest = session.manifest
+            settings = manifest.settings
+            waiting = manifest.unsubmitted_indices()
+            if not waiting or not settings.cluster.submit_from_tasks or not session.backend.uses_slurm:
+                return 0
+            room = queue_room(settings.cluster.max_queued_jobs)
+            if room <= 0:
+                return 0
+            by_index = {t.index: t for t in manifest.trials}
+            trials = [by_index[i] for i in waiting if i in by_index]
+            plan = session.backend.plan(trials, session.ref, budget=room, pack=settings.pack)
+            session.submit(plan, unsubmitted=plan.unsubmitted)
+            submitted = len(plan.planned)
+            _say(f"submitted {submitted} waiting trial(s); {len(plan.unsubmitted)} still wait for room")
+            return submitted
+    except LockBusy:
+        return 0   # another task (or `sweep resume`) is submitting right now
+    except Exception as exc:  # noqa: BLE001 - a failed top-up must not fail the trial that ended
+        _say(f"could not top the queue up: {exc}")
+        return 0
+
+
+def hand_back(sweep_dir: str | os.PathLike, indices: list[int]) -> None:
+    """Put trials this task will not run (and their later stages) back on the waiting list."""
+    if not indices:
+        return
+    try:
+        with open_sweep(sweep_dir, "hand back a packed task's trials", timeout=HAND_BACK_WAIT_S) as session:
+            manifest = session.manifest
+            children: dict[str, list[int]] = {}
+            for t in manifest.trials:
+                if t.parent:
+                    children.setdefault(t.parent, []).append(t.index)
+            by_index = {t.index: t for t in manifest.trials}
+            wanted, stack = set(), list(indices)
+            while stack:
+                i = stack.pop()
+                if i in wanted or i not in by_index:
+                    continue
+                wanted.add(i)
+                stack += children.get(by_index[i].id, [])
+            results = read_results(sweep_dir, [by_index[i].id for i in wanted])
+            back = {i for i in wanted if not TrialState.of_result(results.get(by_index[i].id, {})).is_final()}
+            session.save(manifest.replace(unsubmitted=mf.compact_ranges(set(manifest.unsubmitted_indices()) | back)))
+    except Exception as exc:  # noqa: BLE001 - `sweep resume` still finds them (no result, task ended)
+        _say(f"could not hand trials back ({exc}); `sweep resume` will run them")
