@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from jobs.errors import UserError
+from jobs.manifest import Manifest
 from results.collect import resolve_column
 
 # The first of these a sweep reports is its metric when neither --metric nor the manifest says.
@@ -64,19 +65,20 @@ def _find(frame: pd.DataFrame, name: str) -> str | None:
     return None
 
 
-def choose_metric(frame: pd.DataFrame, manifest: dict[str, Any], metric: str | None = None,
+def choose_metric(frame: pd.DataFrame, manifest: Manifest | None, metric: str | None = None,
                   goal: str | None = None) -> Metric:
     """--metric, else the manifest's metric, else the first of DEFAULT_METRICS, else the first
     numeric result. The goal: --goal, else the manifest's, else a guess from the name."""
     column, source = None, ""
+    sweep_metric = manifest.settings.metric if manifest else None
     if metric:
         column = _find(frame, metric)
         if column is None:
             known = ", ".join(c.removeprefix("results.") for c in _numeric_results(frame)[:12])
             raise UserError(f"--metric {metric}: no such result in this sweep", fix=f"pick one of: {known or 'none'}")
         source = "--metric"
-    elif manifest.get("metric"):
-        column = _find(frame, str(manifest["metric"]))
+    elif sweep_metric:
+        column = _find(frame, sweep_metric)
         source = "the sweep file" if column else ""
     if column is None:
         for name in DEFAULT_METRICS:
@@ -89,10 +91,10 @@ def choose_metric(frame: pd.DataFrame, manifest: dict[str, Any], metric: str | N
             raise UserError("no numeric result metric in this sweep's results",
                             fix="check that the trials write metrics to $SWEEP_RESULT_FILE")
         column, source = numeric[0], "default (first numeric result)"
-        if manifest.get("metric"):
-            source += f"; the sweep file's metric '{manifest['metric']}' is not in the results"
+        if sweep_metric:
+            source += f"; the sweep file's metric '{sweep_metric}' is not in the results"
     name = column.removeprefix("results.")
-    chosen = normalize_goal(goal) or normalize_goal(manifest.get("goal"))
+    chosen = normalize_goal(goal) or normalize_goal(manifest.settings.goal if manifest else None)
     if chosen is None:
         chosen = "minimize" if any(w in name.lower() for w in _MINIMIZE_WORDS) else "maximize"
         source += f"; goal {chosen} guessed from the name"
@@ -185,15 +187,15 @@ def importance(frame: pd.DataFrame, metric: Metric) -> pd.DataFrame:
 
 # --- submission order: Protein-style rollouts ---------------------------------------------
 
-def rollout_size(manifest: dict[str, Any], n: int) -> tuple[int, str]:
+def rollout_size(manifest: Manifest | None, n: int) -> tuple[int, str]:
     """Trials per rollout: num_samples if the sweep says, else the array throttle, else ~10 rollouts."""
+    options = manifest.settings.search_options if manifest else {}
     for key in ("num_samples", "rollout_size", "batch_size"):
-        v = (manifest.get(key) or (manifest.get("search_options") or {}).get(key)
-             or (manifest.get("spec") or {}).get(key))
+        v = options.get(key)
         if isinstance(v, int) and v > 0:
             return v, f"{key} = {v} from the sweep"
-    for sub in manifest.get("submissions") or []:
-        array = str(sub.get("array") or "")
+    for sub in manifest.submissions if manifest else ():
+        array = str(sub.array or "")
         if "%" in array:
             p = array.split("%", 1)[1]
             if p.isdigit() and int(p) > 0:
@@ -265,46 +267,54 @@ def _dotted(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def trial_overrides(manifest: dict[str, Any], row: pd.Series) -> dict[str, Any]:
-    """The trial's exact overrides: from the manifest, else its result file's hyperparameters
-    (re-read so that 256 stays an int where the DataFrame made the column float)."""
-    tid = row.get("trial_id")
-    for t in manifest.get("trials") or []:
-        if t.get("id") == tid:
-            return dict(t.get("overrides") or t.get("params") or {})
+def _result_hyperparameters(row: pd.Series) -> dict[str, Any] | None:
+    """The hyperparameters in a row's result file (re-read so that 256 stays an int where the
+    DataFrame made the column float), or None when there is no readable file."""
     path = row.get("path")
     if isinstance(path, str) and os.path.exists(path):
         try:
             with open(path) as f:
                 obj = json.load(f)
-            hps = next((obj[k] for k in ("hyperparameters", "params", "hparams", "config")
-                        if isinstance(obj.get(k), dict)), {})
-            return _dotted(hps)
+            return _dotted(next((obj[k] for k in ("hyperparameters", "params", "hparams", "config")
+                                 if isinstance(obj.get(k), dict)), {}))
         except (OSError, ValueError):
             pass
+    return None
+
+
+def trial_overrides(manifest: Manifest | None, row: pd.Series) -> dict[str, Any]:
+    """The trial's exact overrides: the manifest's, with the values it ran with (a bayes trial's
+    params are asked when it starts, so only its result file knows them); else its result file's
+    hyperparameters; else the row's hp.* columns."""
+    tid = row.get("trial_id")
+    hps = _result_hyperparameters(row)
+    for t in manifest.trials if manifest else ():
+        if t.id == tid:
+            return {**t.overrides, **(hps or t.params)}
+    if hps is not None:
+        return hps
     return {c.removeprefix("hp."): v for c, v in row.items()
             if c.startswith("hp.") and v is not None and not (isinstance(v, float) and math.isnan(v))}
 
 
 def override_args(overrides: dict[str, Any]) -> list[str]:
-    from launcher.trial import format_value
+    from jobs.argv import format_value
     return [f"{k}={format_value(v)}" for k, v in overrides.items()]
 
 
-def rerun_command(manifest: dict[str, Any], sweep_dir: str, row: pd.Series,
+def rerun_command(manifest: Manifest | None, sweep_dir: str, row: pd.Series,
                   json_file_dir: str | None = None) -> str:
     """The shell line that reruns a trial: the sweep's command with the trial's overrides
     (and its parent's checkpoint for a later progressive stage), quoted for pasting."""
     overrides = trial_overrides(manifest, row)
     parent = row.get("parent")
     if isinstance(parent, str) and parent:
-        key = (manifest.get("stages") or {}).get("checkpoint_key", "checkpoint_path") \
-            if isinstance(manifest.get("stages"), dict) else "checkpoint_path"
+        key = manifest.settings.checkpoint_key if manifest else "checkpoint_path"
         overrides[key] = os.path.join(sweep_dir, "trials", parent, "checkpoints")
-    command = list(manifest.get("command") or DEFAULT_COMMAND)
+    command = list(manifest.settings.command if manifest and manifest.settings.command else DEFAULT_COMMAND)
     try:
         from jobs.argv import render_argv
-        argv = render_argv(command, overrides, program=manifest.get("program"), json_file_dir=json_file_dir)
+        argv = render_argv(command, overrides, json_file_dir=json_file_dir)
     except (ImportError, ValueError, OSError):
         argv = [c for c in command if "${" not in c] + override_args(overrides)
     return shlex.join(argv)
@@ -318,9 +328,9 @@ def _id_from_path(path: Any) -> str | None:
     return os.path.basename(os.path.dirname(path)) if base == "result.json" else os.path.splitext(base)[0]
 
 
-def attach_manifest(frame: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFrame:
+def attach_manifest(frame: pd.DataFrame, manifest: Manifest | None) -> pd.DataFrame:
     """Add the manifest's index (submission order), parent and environment to each row."""
-    trials = manifest.get("trials") or []
+    trials = manifest.trials if manifest else ()
     if frame.empty:
         return frame
     if "trial_id" not in frame or frame["trial_id"].isna().any():
@@ -329,8 +339,8 @@ def attach_manifest(frame: pd.DataFrame, manifest: dict[str, Any]) -> pd.DataFra
         frame = frame.assign(trial_id=frame["trial_id"].fillna(from_path) if "trial_id" in frame else from_path)
     if not trials:
         return frame
-    info = pd.DataFrame([{"trial_id": t.get("id"), "index": t.get("index"), "parent": t.get("parent"),
-                          "m_env": t.get("environment"), "m_stage": t.get("stage")} for t in trials])
+    info = pd.DataFrame([{"trial_id": t.id, "index": t.index, "parent": t.parent,
+                          "m_env": t.environment, "m_stage": t.stage} for t in trials])
     info = info.drop_duplicates("trial_id")
     out = frame.drop(columns=[c for c in ("index", "parent") if c in frame]).merge(info, on="trial_id", how="left")
     if out["m_env"].notna().any():

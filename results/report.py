@@ -16,7 +16,7 @@ import pandas as pd
 
 from jobs.atomic import write_text_atomic
 from jobs.errors import UserError
-from jobs.manifest import MANIFEST, read_manifest
+from jobs.manifest import MANIFEST, Manifest, Settings, read_manifest
 from results import analysis as an
 from results import figures as fig
 from results.collect import Skipped, collect
@@ -37,9 +37,9 @@ class Report:
     skipped: list[Skipped] = field(default_factory=list)
 
 
-def load_sweep(sweep_dir: str) -> tuple[dict, pd.DataFrame, list[Skipped]]:
-    """The manifest (empty for a bare directory of results) and every result, joined."""
-    manifest = read_manifest(sweep_dir) if os.path.exists(os.path.join(sweep_dir, MANIFEST)) else {}
+def load_sweep(sweep_dir: str) -> tuple[Manifest | None, pd.DataFrame, list[Skipped]]:
+    """The manifest (None for a bare directory of results) and every result, joined."""
+    manifest = read_manifest(sweep_dir) if os.path.exists(os.path.join(sweep_dir, MANIFEST)) else None
     got = collect([sweep_dir])
     if got.frame.empty:
         raise UserError(f"no trial results under {sweep_dir} ({got.files} file(s) read, {len(got.skipped)} skipped)",
@@ -62,7 +62,7 @@ def _best_table(rows: pd.DataFrame, metric: an.Metric, by: str | None = None) ->
     return to_markdown(view.map(_fmt))
 
 
-def _commands(rows: pd.DataFrame, manifest: dict, sweep_dir: str, out_dir: str, label: str) -> list[str]:
+def _commands(rows: pd.DataFrame, manifest: Manifest | None, sweep_dir: str, out_dir: str, label: str) -> list[str]:
     lines = ["```bash"]
     for _, row in rows.iterrows():
         lines.append(f"# best for {label} {_fmt(row.get(label)) or '(none)'}: trial {row.get('trial_id')}")
@@ -78,7 +78,7 @@ def _config_path(sweep_dir: str, row: pd.Series) -> str:
     return config if os.path.exists(config) else os.path.join(tdir, "result.json")
 
 
-def _section_best(lines: list[str], frame: pd.DataFrame, metric: an.Metric, manifest: dict,
+def _section_best(lines: list[str], frame: pd.DataFrame, metric: an.Metric, manifest: Manifest | None,
                   sweep_dir: str, out_dir: str) -> None:
     good = an.ranked(frame, metric)
     lines += ["## Best overall", ""]
@@ -98,7 +98,8 @@ def _section_best(lines: list[str], frame: pd.DataFrame, metric: an.Metric, mani
             lines += _commands(per, manifest, sweep_dir, out_dir, by) + [""]
 
 
-def _section_rollouts(lines: list[str], frame: pd.DataFrame, metric: an.Metric, manifest: dict, sweep_dir: str) -> None:
+def _section_rollouts(lines: list[str], frame: pd.DataFrame, metric: an.Metric, manifest: Manifest | None,
+                      sweep_dir: str) -> None:
     size, why = an.rollout_size(manifest, len(frame))
     table = an.rollouts(frame, metric, size)
     good = an.ranked(frame, metric)
@@ -129,23 +130,24 @@ def _section_importance(lines: list[str], frame: pd.DataFrame, metric: an.Metric
               to_markdown(imp.map(_fmt)), ""]
 
 
-def _section_stages(lines: list[str], frame: pd.DataFrame, metric: an.Metric, manifest: dict) -> None:
+def _section_stages(lines: list[str], frame: pd.DataFrame, metric: an.Metric, manifest: Manifest | None) -> None:
     if "stage" not in frame or frame["stage"].nunique(dropna=True) < 2:
         return
     table = an.stage_summary(frame, metric)
-    stages = manifest.get("stages") if isinstance(manifest.get("stages"), dict) else {}
-    values = stages.get("values") or []
-    if stages.get("key") and values:
-        table.insert(1, stages["key"], [values[int(s)] if int(s) < len(values) else "" for s in table["stage"]])
+    stages = manifest.settings.stages if manifest else None
+    if stages is not None and stages.key and stages.values:
+        values = stages.values
+        table.insert(1, stages.key, [values[int(s)] if int(s) < len(values) else "" for s in table["stage"]])
     lines += ["## Progressive stages", "",
               "`vs_parent_mean`: mean change of the metric against the same trial's previous stage; "
               "`improved`: how many trials got better.", "", to_markdown(table.map(_fmt)), ""]
 
 
-def _section_failures(lines: list[str], frame: pd.DataFrame, manifest: dict, skipped: list[Skipped]) -> None:
+def _section_failures(lines: list[str], frame: pd.DataFrame, manifest: Manifest | None,
+                      skipped: list[Skipped]) -> None:
     status = frame["status"].fillna("unknown") if "status" in frame else pd.Series("completed", index=frame.index)
     bad = frame[status != "completed"]
-    planned = {t.get("id") for t in manifest.get("trials") or []}
+    planned = {t.id for t in manifest.trials} if manifest else set()
     missing = planned - set(frame.get("trial_id", pd.Series(dtype=str)).dropna())
     lines += ["## Failed, diverged and pruned trials", ""]
     if bad.empty and not missing and not skipped:
@@ -171,14 +173,14 @@ def _section_failures(lines: list[str], frame: pd.DataFrame, manifest: dict, ski
         lines += [f"- `{s.path}`: {s.reason}" for s in skipped[:MAX_FAILED_ROWS]] + [""]
 
 
-def _gpu_hours_saved(frame: pd.DataFrame, manifest: dict) -> float:
+def _gpu_hours_saved(frame: pd.DataFrame, manifest: Manifest | None) -> float:
     from jobs.bayes import gpu_hours_saved
 
     steps = [c for c in ("results.pruned_at_step", "results.last_step") if c in frame]
     rows = [{"status": r.get("status"), "runtime_s": r.get("runtime_s"),
              "results": {c.split(".", 1)[1]: r[c] for c in steps if pd.notna(r[c])}}
             for r in frame.to_dict("records")]
-    return gpu_hours_saved(manifest, rows)
+    return gpu_hours_saved(manifest.settings if manifest else Settings(name="", command=()), rows)
 
 
 def build_report(sweep_dir: str, out_dir: str | None = None, *, metric: str | None = None,
@@ -192,12 +194,13 @@ def build_report(sweep_dir: str, out_dir: str | None = None, *, metric: str | No
     chosen = an.choose_metric(frame, manifest, metric, goal)
     figures = fig.draw_all(frame, chosen, os.path.join(out_dir, "figures"))
 
-    name = manifest.get("name") or os.path.basename(sweep_dir)
+    name = manifest.name if manifest else os.path.basename(sweep_dir)
     counts = frame["status"].fillna("unknown").value_counts() if "status" in frame else pd.Series(dtype=int)
     lines = [f"# Sweep report: {name}", "",
              f"- sweep directory: `{sweep_dir}`",
              f"- generated: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-             f"- method: {manifest.get('method', 'unknown')}; trials planned: {len(manifest.get('trials') or []) or 'unknown'}; "
+             f"- method: {manifest.settings.method if manifest else 'unknown'}; "
+             f"trials planned: {len(manifest.trials) if manifest else 'unknown'}; "
              f"results: {len(frame)} ({', '.join(f'{k} {v}' for k, v in counts.items())})",
              f"- metric: `{chosen.name}`, goal: {chosen.goal} (chosen by: {chosen.source})",
              f"- all results: [{_CSV}]({_CSV})", ""]

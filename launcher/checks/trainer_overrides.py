@@ -41,7 +41,7 @@ from jobs.errors import UserError
 
 if TYPE_CHECKING:
     from launcher.spec import SweepSpec
-    from launcher.trial import Trial
+    from jobs.manifest import Trial
 
 # The trainer we know: the `train` package next to this launcher, a Hydra app on ../configs.
 _TRAINER = Path(__file__).resolve().parents[2] / "train" / "__init__.py"
