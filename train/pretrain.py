@@ -37,7 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from jobs import runtime
 from jobs.atomic import write_text_atomic
 from jobs.errors import UserError
-from jobs.manifest import read_manifest
+from jobs.manifest import read_settings
 from train import checkpoint, compile_cache, distributed
 from train.data.dataset import PuzzleDataset
 from train.metrics import RunLogger, finite_or_none, write_run_metrics
@@ -135,9 +135,9 @@ def start_from(model: ACTLossHead, path: str) -> int:
 
 
 def sweep_metric(sweep_dir: Path | None) -> str:
-    """The metric the sweep optimises (its manifest's "metric"): what evaluations report to its pruner."""
+    """The metric the sweep optimises (its settings): what evaluations report to its pruner."""
     try:
-        metric = read_manifest(sweep_dir).get("metric") if sweep_dir else None
+        metric = read_settings(sweep_dir).metric if sweep_dir else None
     except (OSError, ValueError, UserError):  # no manifest: a sweep environment set up by hand
         metric = None
     return metric or "eval/exact_accuracy"
