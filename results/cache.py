@@ -153,5 +153,5 @@ def save(sweep_dir: str, name: str, prefix: str, cached: Cached) -> str | None:
 def rows_path(prefix: str, names: pa.Array | pa.ChunkedArray, suffix: str) -> pa.Array:
     """`path` of each cached row: <trials dir>/<name>/result.json, wherever the sweep is now."""
     # Inserting at the start and past the end (no pa.scalar: see results.columns).
-    head = columns.compute("utf8_replace_slice", names.cast(columns.TEXT), options=ReplaceSliceOptions(0, 0, prefix))
+    head = columns.compute("utf8_replace_slice", columns.cast(names, columns.TEXT), options=ReplaceSliceOptions(0, 0, prefix))
     return columns.compute("utf8_replace_slice", head, options=ReplaceSliceOptions(1 << 40, 1 << 40, suffix))

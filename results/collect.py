@@ -394,7 +394,7 @@ class _Collector:
                 pieces: list[pa.Table], skipped: list[Skipped]) -> int:
         a, _ = self.parser.chunks[c]
         src = np.searchsorted(starts, a + part.rows, side="right") - 1
-        pieces.append(self._finish(part.table, users.take(columns.numbers(src)), part.keys[part.rows]))
+        pieces.append(self._finish(part.table, columns.take(users, src), part.keys[part.rows]))
         for i, why in part.bad:
             if self._recent(part.keys[i]):
                 skipped.append(Skipped(self.parser.items[a + i][0], why))
@@ -434,7 +434,7 @@ class _Collector:
         elif table.schema.field(i).type == columns.TEXT and not columns.is_mixed(table.schema.field(i)):
             table = table.set_column(i, pa.field("user", columns.TEXT), columns.compute("coalesce", table.column(i), user))
         if self.since_ns is not None and table.num_rows:
-            table = table.filter(columns.booleans(keys[:, 1] >= self.since_ns))
+            table = columns.keep(table, keys[:, 1] >= self.since_ns)
         return table
 
 

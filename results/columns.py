@@ -58,7 +58,7 @@ def booleans(values: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
 
 
 def repeat_text(value: str, n: int) -> pa.Array:
-    return pa.DictionaryArray.from_arrays(numbers(np.zeros(n, dtype=np.int32)), text([value])).cast(TEXT)
+    return cast(pa.DictionaryArray.from_arrays(numbers(np.zeros(n, dtype=np.int32)), text([value])), TEXT)
 
 
 def to_numpy(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -74,8 +74,21 @@ def to_numpy(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def compute(name: str, *args: Any, options: Any = None) -> Any:
-    """An Arrow compute function by name (pyarrow.compute's wrappers cost 20 ms to import)."""
+    """An Arrow compute function by name. (pyarrow.compute, which Array.take/filter/cast import,
+    builds a wrapper per function with its docstring: 25-40 ms at the first call.)"""
     return _compute.call_function(name, list(args), options)
+
+
+def take(data: Any, indices: np.ndarray) -> Any:
+    return compute("take", data, numbers(np.asarray(indices, dtype=np.int64)))
+
+
+def keep(data: Any, mask: np.ndarray) -> Any:
+    return compute("filter", data, booleans(mask))
+
+
+def cast(data: Any, to: pa.DataType) -> Any:
+    return compute("cast", data, options=_compute.CastOptions.safe(to))
 
 
 def empty() -> pa.Table:
@@ -141,7 +154,7 @@ def _text(n: int, pieces: list[Piece], covered: int) -> pa.Array:
         return arrays[0]
     source = np.full(n, covered, dtype=np.int64)            # rows no piece has: the null appended below
     source[np.concatenate([idx for idx, _, _ in pieces])] = np.arange(covered)
-    return pa.concat_arrays([*arrays, pa.nulls(1, TEXT)]).take(numbers(source))
+    return take(pa.concat_arrays([*arrays, pa.nulls(1, TEXT)]), source)
 
 
 def table(columns: dict[str, tuple[pa.Array, bool]]) -> pa.Table:
@@ -175,7 +188,7 @@ def _conform(column: pa.ChunkedArray | pa.Array, have: pa.Field, want: pa.Field)
         if have.type == pa.null():
             return pa.nulls(len(column), TEXT)
         return _json_cells(column.to_pylist())
-    return column.cast(want.type)
+    return cast(column, want.type)
 
 
 def concat(tables: list[pa.Table]) -> pa.Table:
@@ -245,7 +258,7 @@ def fix_types(t: pa.Table) -> pa.Table:
             whole = to_numpy(compute("drop_null", col))
             # Beyond int64 (a trial number of 2**70) no integer column holds it: it stays float.
             if len(whole) and bool(((whole % 1 == 0) & (np.abs(whole) < 2.0 ** 63)).all()):
-                t = t.set_column(i, name, col.cast(pa.int64()))
+                t = t.set_column(i, name, cast(col, pa.int64()))
     return t
 
 
@@ -289,7 +302,7 @@ def from_pandas(frame: Any) -> pa.Table:
             columns[name] = (pa.array(col.astype(object).where(col.notna(), None).tolist(), type=pa.int64()), False)
         else:
             array = pa.array(col, from_pandas=True)
-            columns[name] = (array.cast(TEXT) if pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
+            columns[name] = (cast(array, TEXT) if pa.types.is_string(array.type) or pa.types.is_large_string(array.type)
                              else array, False)
     return table(columns)
 
@@ -302,7 +315,7 @@ def display_text(t: pa.Table, *, bools: bool) -> pa.Table:
             cells = [None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in decode(t.column(i))]
             t = t.set_column(i, f.name, text(cells))
         elif bools and f.type == pa.bool_():
-            words = [pa.DictionaryArray.from_arrays(c.cast(pa.int8()), text(["False", "True"])).cast(TEXT)
+            words = [cast(pa.DictionaryArray.from_arrays(cast(c, pa.int8()), text(["False", "True"])), TEXT)
                      for c in t.column(i).chunks]
             t = t.set_column(i, f.name, pa.chunked_array(words, type=TEXT))
     return t

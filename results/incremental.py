@@ -143,7 +143,7 @@ def combine(p: SweepPlan, parts: list[tuple[Part, list[str]]]) -> SweepRows:
         old_names = cached.names.to_pylist()
         keep = np.fromiter(((listed is None or n in listed) and n not in reread for n in old_names),
                            dtype=bool, count=len(old_names))
-        new_tables.insert(0, cached.table.filter(columns.booleans(keep)))
+        new_tables.insert(0, columns.keep(cached.table, keep))
         new_names = [n for n, k in zip(old_names, keep) if k] + new_names
         new_keys.insert(0, cached.keys[keep])
         bad = {n: v for n, v in cached.bad.items() if (listed is None or n in listed) and n not in reread}
@@ -152,11 +152,12 @@ def combine(p: SweepPlan, parts: list[tuple[Part, list[str]]]) -> SweepRows:
         bad = new_bad
     table = columns.concat(new_tables) if new_tables else columns.empty()
     keys = np.concatenate(new_keys) if new_keys else np.empty((0, 3), dtype=np.int64)
-    # Directory order (the listing is sorted): re-read rows go back where they were.
-    order = sorted(range(len(new_names)), key=new_names.__getitem__)
-    if order != list(range(len(order))):
+    # Directory order (the listing is sorted): re-read rows go back where they were. (Without a
+    # cache every row was read, in listing order, already.)
+    order = sorted(range(len(new_names)), key=new_names.__getitem__) if cached is not None else []
+    if order and order != list(range(len(order))):
         index = np.array(order, dtype=np.int64)
-        table, keys = table.take(columns.numbers(index)), keys[index]
+        table, keys = columns.take(table, index), keys[index]
         new_names = [new_names[i] for i in order]
     return SweepRows(table, columns.text(new_names), keys, bad, changed=True)
 
