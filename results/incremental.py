@@ -138,28 +138,34 @@ def combine(p: SweepPlan, parts: list[tuple[Part, list[str]]]) -> SweepRows:
         # Nothing re-read, and no directory came or went: the cache as it is.
         return SweepRows(cached.table, cached.names, cached.keys, cached.bad, changed=False)
     reread = set(p.reparse)
-    if cached is not None:
-        listed = set(p.names) if p.names is not None else None
-        old_names = cached.names.to_pylist()
-        keep = np.fromiter(((listed is None or n in listed) and n not in reread for n in old_names),
-                           dtype=bool, count=len(old_names))
-        new_tables.insert(0, columns.keep(cached.table, keep))
-        new_names = [n for n, k in zip(old_names, keep) if k] + new_names
-        new_keys.insert(0, cached.keys[keep])
-        bad = {n: v for n, v in cached.bad.items() if (listed is None or n in listed) and n not in reread}
-        bad.update(new_bad)
-    else:
-        bad = new_bad
-    table = columns.concat(new_tables) if new_tables else columns.empty()
-    keys = np.concatenate(new_keys) if new_keys else np.empty((0, 3), dtype=np.int64)
-    # Directory order (the listing is sorted): re-read rows go back where they were. (Without a
-    # cache every row was read, in listing order, already.)
-    order = sorted(range(len(new_names)), key=new_names.__getitem__) if cached is not None else []
-    if order and order != list(range(len(order))):
-        index = np.array(order, dtype=np.int64)
-        table, keys = columns.take(table, index), keys[index]
-        new_names = [new_names[i] for i in order]
-    return SweepRows(table, columns.text(new_names), keys, bad, changed=True)
+    if cached is None:
+        # Every row was read, in listing order, already.
+        table = columns.concat(new_tables) if new_tables else columns.empty()
+        keys = np.concatenate(new_keys) if new_keys else np.empty((0, 3), dtype=np.int64)
+        return SweepRows(table, columns.text(new_names), keys, new_bad, changed=True)
+    listed = set(p.names) if p.names is not None else None
+    old_names = cached.names.to_pylist()
+    bad = {n: v for n, v in cached.bad.items() if (listed is None or n in listed) and n not in reread}
+    bad.update(new_bad)
+    # One take over [cached rows | re-read rows], in directory order (the listing is sorted):
+    # a row that was re-read takes its old place; rows re-read but gone, or no longer listed, go.
+    everything = columns.concat([cached.table, *new_tables])
+    keys_all = np.concatenate([cached.keys, *new_keys]) if new_keys else cached.keys
+    first_new = len(old_names)
+    where_new = {n: first_new + j for j, n in enumerate(new_names)}
+    known = set(old_names)
+    if all(n in known for n in new_names):      # updates in place: the old order holds
+        pairs = [(n, where_new.get(n, i)) for i, n in enumerate(old_names)
+                 if (listed is None or n in listed) and (n not in reread or n in where_new)]
+        names, index = [n for n, _ in pairs], [i for _, i in pairs]
+    else:                                        # new directories: sort them in
+        kept = [(n, i) for i, n in enumerate(old_names) if (listed is None or n in listed) and n not in reread]
+        pairs = sorted(kept + list(where_new.items()))
+        names, index = [n for n, _ in pairs], [i for _, i in pairs]
+    index_array = np.array(index, dtype=np.int64)
+    table = columns.take(everything, index_array) if index != list(range(len(index))) or len(index) != everything.num_rows \
+        else everything
+    return SweepRows(table, columns.text(names), keys_all[index_array], bad, changed=True)
 
 
 def needs_saving(p: SweepPlan, rows: SweepRows) -> bool:
