@@ -7,7 +7,7 @@ Which trials (`select`):
                                               with --retry-failed
     cancelled (by `sweep cancel` or scancel) -> run only with --retry-cancelled
     completed, diverged, pruned            -> never
-    earlier stage diverged or pruned       -> never (it would start from a dead checkpoint)
+    earlier stage diverged, pruned, or left as it is -> not now (it would start from no checkpoint)
     queued behind a dependency that failed -> cancelled in Slurm, then run
 
 How they are linked (`plan`): a trial whose earlier stage is resubmitted too waits on that new
@@ -48,29 +48,35 @@ def select(status: SweepStatus, sweep_dir: Path, *, max_attempts: int, retry_fai
     """Split the trials: which to resubmit, which can never run, which Slurm holds for nothing."""
     by_id = {t.trial.id: t for t in status.trials}
     sel = Selection()
+
+    def kept(t: TrialStatus) -> bool:
+        """A trial left as it is: failed after its attempts, or cancelled, and not asked to rerun."""
+        if t.state is TrialState.CANCELLED and not t.state.is_active():
+            return not retry_cancelled
+        return (t.result is not None and t.state in (TrialState.FAILED, TrialState.TIMEOUT) and not retry_failed
+                and _failures(sweep_dir, t.trial.id) >= max_attempts)
+
     memo: dict[str, bool] = {}
 
     def dead_parent(t: TrialStatus) -> bool:
-        """True when an ancestor ended for good without completing (diverged or pruned)."""
+        """True when an ancestor will not complete: it ended for good without completing (diverged,
+        pruned), or it is left as it is (kept)."""
         tid = t.trial.id
         if tid not in memo:
             memo[tid] = False  # guards a (malformed) cycle
             parent = by_id.get(t.trial.parent or "")
             if parent is not None:
-                memo[tid] = parent.state is not TrialState.COMPLETED if parent.state.is_final() else dead_parent(parent)
+                memo[tid] = (parent.state is not TrialState.COMPLETED if parent.state.is_final()
+                             else kept(parent) or dead_parent(parent))
         return memo[tid]
 
     for t in status.trials:
         stuck = t.state.is_active() and t.reason == NEVER_SATISFIED
         if stuck:
-            sel.stuck.append(t)
+            sel.stuck.append(t)    # cancelled in Slurm either way: it never starts by itself
         elif not t.state.needs_run():
             continue
-        elif t.result is not None and t.state in (TrialState.FAILED, TrialState.TIMEOUT) and not retry_failed \
-                and _failures(sweep_dir, t.trial.id) >= max_attempts:
-            sel.kept.append(t)
-            continue
-        elif t.state is TrialState.CANCELLED and not retry_cancelled:
+        elif kept(t):
             sel.kept.append(t)
             continue
         (sel.blocked if dead_parent(t) else sel.run).append(t)

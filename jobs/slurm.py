@@ -343,13 +343,27 @@ def _fix_for(said: str) -> str | None:
     return next((fix for pattern, fix in FIXES if pattern in low), None)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: be killed when the process that started us dies (Linux).
+
+    An sbatch that outlived a killed launcher could create a job seconds later, after the next
+    launcher had settled the launch's pending record as never submitted (jobs.submission)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9, 0, 0, 0)   # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+
+
 def _run(argv: Sequence[str], *, stdin: str | None = None, cwd: str | os.PathLike | None = None,
-         timeout: float = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+         timeout: float = COMMAND_TIMEOUT_S, tied: bool = False) -> subprocess.CompletedProcess[str]:
     """Run a Slurm command; a missing tool or a hang becomes a SlurmError.  Exit codes are the
-    caller's business (some are not errors, e.g. squeue on a job that has left the queue)."""
+    caller's business (some are not errors, e.g. squeue on a job that has left the queue).
+    `tied`: the command dies with us (what submits must never outlive its launcher)."""
     try:
         return subprocess.run(list(argv), input=stdin, cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, preexec_fn=_die_with_parent if tied else None)
     except FileNotFoundError:
         raise SlurmError(argv, f"{argv[0]}: command not found",
                          fix="install the Slurm client tools, or run with --executor local") from None
@@ -383,7 +397,7 @@ def sbatch(script: str, options: Sequence[str] = (), *, cwd: str | os.PathLike |
     delay = BACKOFF_S if backoff_s is None else backoff_s
     attempt = 0
     while True:
-        done = _run(argv, stdin=script, cwd=cwd)
+        done = _run(argv, stdin=script, cwd=cwd, tied=True)
         if done.returncode == 0:
             # --parsable prints "id" or "id;cluster".
             return done.stdout.strip().splitlines()[-1].split(";", 1)[0].strip()

@@ -16,8 +16,8 @@ promote trials all go through here, so none of them can submit a trial twice:
 3. Reconcile before deciding: whoever takes the lock next looks the pending tokens up in Slurm
    (`Backend.find`). Found: the record is confirmed (and any second job under the same token, from
    a retried sbatch, is cancelled). Not found and older than IN_FLIGHT_S: the sbatch never went
-   through; the record is dropped and its trials go back to waiting. Younger: still in flight; its
-   trials count as submitted.
+   through (sbatch dies with its launcher); the record is dropped and its trials go back to waiting.
+   Younger: perhaps still in flight; its trials count as submitted.
 4. One writer at a time: jobs.lock.
 """
 from __future__ import annotations
@@ -35,11 +35,12 @@ from jobs.backends.arrays import ArrayPlan, PlannedArray
 from jobs.errors import SlurmError, UserError
 from jobs.lock import sweep_lock
 from jobs.manifest import Manifest, Submission
-from jobs.slurm import COMMAND_TIMEOUT_S
 
-# A pending record younger than this may belong to an sbatch still running (its launcher killed
-# while it waited for slurmctld): only older ones are dropped when Slurm does not know their token.
-IN_FLIGHT_S = COMMAND_TIMEOUT_S + 30
+# A pending record younger than this may belong to an sbatch whose job is not visible yet: only older
+# ones are dropped when Slurm does not know their token. sbatch dies with the process that runs it
+# (jobs.slurm: PR_SET_PDEATHSIG), so a killed launcher leaves no sbatch that could submit later; the
+# margin covers slurmctld answering a submission already sent.
+IN_FLIGHT_S = 20
 PENDING, SUBMITTED = "pending", "submitted"
 
 

@@ -23,10 +23,10 @@ POLL_S = 0.25
 
 def wait_for_results(sweep_dir: str | os.PathLike, *, poll_s: float = POLL_S, delays: Any = None,
                      on_progress: Callable[[int, int], None] | None = None,
-                     clock: Callable[[], float] = time.monotonic,
-                     sleep: Callable[[float], None] = time.sleep) -> state.SweepStatus:
+                     clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                     live: Callable[[], Any] | None = None) -> state.SweepStatus:
     """Block until every trial has a result or nothing that could still write one is queued;
-    return the final status."""
+    return the final status. `live` replaces asking the backend (what the unit tests feed in)."""
     sweep_dir = Path(sweep_dir)
     delays = delays if delays is not None else state.watch_delays()
     manifest = mf.read_manifest(sweep_dir)
@@ -42,7 +42,7 @@ def wait_for_results(sweep_dir: str | os.PathLike, *, poll_s: float = POLL_S, de
         if not missing:
             break
         if clock() >= next_refresh:
-            status = state.collect(sweep_dir)
+            status = state.collect(sweep_dir, live=live)
             # squeue failing says nothing about the tasks: keep waiting rather than give up.
             blind = any(note.startswith("squeue failed") for note in status.notes)
             # Slurm first, disk second: a task writes its result before it leaves the queue.
@@ -54,7 +54,7 @@ def wait_for_results(sweep_dir: str | os.PathLike, *, poll_s: float = POLL_S, de
                 break
             next_refresh = clock() + next(delays)
         sleep(poll_s)
-    return state.collect(sweep_dir)
+    return state.collect(sweep_dir, live=live)
 
 
 def tops_up_now(sweep_dir: Path) -> bool:

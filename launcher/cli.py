@@ -10,7 +10,7 @@ from jobs.errors import UserError
 
 # Subcommand modules, each with `add_parser(subparsers)` and `run(args) -> int`.
 # Imported lazily by name so `sweep status` never pays for pandas or torch.
-COMMANDS = ("launch", "status", "resume", "cancel", "collect", "report", "best", "sync")
+COMMANDS = ("launch", "status", "logs", "resume", "cancel", "list", "collect", "report", "best", "sync")
 
 
 def _available() -> list[str]:
@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        code = int(args.run(args) or 0)
+        sys.stdout.flush()   # inside the try: a reader that left (`| head`) is not an error
+        return code
     except UserError as exc:
         print(f"sweep {args.command}: error: {exc}", file=sys.stderr)
         return UserError.exit_code

@@ -134,6 +134,21 @@ def start_from(model: ACTLossHead, path: str) -> int:
     return int(state.get("step", 0))
 
 
+def staged_data_path(data_path: str, say: bool) -> str:
+    """The node-local copy of the dataset when the cluster profile staged one (Mila's profile copies
+    datasets to $SLURM_TMPDIR/data and exports SWEEP_DATA_ROOT): reading $SCRATCH from every trial
+    is what staging avoids. Falls back to `data_path` as given."""
+    root = os.environ.get("SWEEP_DATA_ROOT")
+    if not root:
+        return data_path
+    staged = Path(root) / Path(data_path).name
+    if not (staged / "train").is_dir():
+        return data_path
+    if say:
+        print(f"[train] reading the staged copy {staged} of {data_path}", flush=True)
+    return str(staged)
+
+
 def sweep_metric(sweep_dir: Path | None) -> str:
     """The metric the sweep optimises (its settings): what evaluations report to its pruner."""
     try:
@@ -270,8 +285,9 @@ def setup(cfg: dict[str, Any]) -> Run:
     # One iteration = eval_interval epochs, as the reference (fewer dropped tail batches).
     epochs_per_iter = cfg["eval_interval"] or cfg["epochs"]
     data_args = dict(rank=rank, world_size=world_size, seed=cfg["seed"])
-    train_data = PuzzleDataset(cfg["data_path"], "train", gbs, epochs_per_iter=epochs_per_iter, **data_args)
-    eval_data = PuzzleDataset(cfg["data_path"], "test", gbs, test_mode=True, **data_args)
+    data_path = staged_data_path(cfg["data_path"], rank == 0)
+    train_data = PuzzleDataset(data_path, "train", gbs, epochs_per_iter=epochs_per_iter, **data_args)
+    eval_data = PuzzleDataset(data_path, "test", gbs, test_mode=True, **data_args)
     meta = train_data.metadata
     steps_per_epoch = meta.total_groups * meta.mean_puzzle_examples / gbs
     total_steps = int(cfg["epochs"] * steps_per_epoch)

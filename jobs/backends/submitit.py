@@ -30,7 +30,8 @@ def run_index(sweep_dir: str, index: int | None) -> int:
         return 0
     from jobs import run
 
-    return run.run_task(Path(sweep_dir), [index])
+    settings, trials = run.load_task(Path(sweep_dir), index, 0, None)
+    return run.run_task(Path(sweep_dir), settings, trials)
 
 
 def time_minutes(text: str | int | None) -> int | None:

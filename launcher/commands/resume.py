@@ -144,7 +144,7 @@ def _print(args: argparse.Namespace, doc: dict[str, Any], *, dry_run: bool) -> N
         job = f"job {s['job_id']}: " if s.get("job_id") else ""
         print(f"  {job}stage {s.get('stage', 0)} array {s.get('array', '')} (trials {s['indices']}){dep}")
     if doc.get("blocked"):
-        print(f"  skipped {len(doc['blocked'])} trial(s) whose earlier stage diverged or was pruned")
+        print(f"  skipped {len(doc['blocked'])} trial(s) whose earlier stage diverged, was pruned or is left as it is")
     kept = doc.get("kept") or []
     for state, flag in (("failed", "--retry-failed"), ("timeout", "--retry-failed"), ("cancelled", "--retry-cancelled")):
         k = sum(1 for t in kept if t["state"] == state)

@@ -40,11 +40,11 @@ def test_bayes_sweep_on_slurm(tmp_path, slurm_cluster, slurm_cleanup):
     assert main(["launch", str(spec), "--executor", "slurm", "--cluster", "local", "--dir", str(sweep),
                  "--max-parallel", "4", "--command", f"{PY} {ROOT / 'bench/objectives/branin.py'}"]) == 0
     manifest = mf.read_manifest(sweep)
-    slurm_cleanup.extend(s["job_id"] for s in manifest["submissions"])
-    assert manifest["sampler"] == "gp" and manifest["search_options"]["n_startup"] == 3
+    slurm_cleanup.extend(s.job_id for s in manifest.submissions)
+    assert manifest.settings.sampler == "gp" and manifest.settings.search_options["n_startup"] == 3
 
     deadline = time.monotonic() + 480
-    paths = [mf.result_path(sweep, t["id"]) for t in manifest["trials"]]
+    paths = [mf.result_path(sweep, t.id) for t in manifest.trials]
     while not all(p.exists() for p in paths):
         if time.monotonic() > deadline:
             logs = "\n".join(p.read_text()[-2000:] for p in sweep.glob("logs/*.out"))
@@ -58,11 +58,11 @@ def test_bayes_sweep_on_slurm(tmp_path, slurm_cluster, slurm_cleanup):
     assert all(-5 <= x1 <= 10 and 0 <= x2 <= 15 for x1, x2 in points)
     assert (2.5, ) in [(p[0],) for p in points]          # the centre was the first point asked
 
-    study = bayes.load_study(sweep, manifest)
+    study = bayes.load_study(sweep, manifest.settings)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 8
     by_task = {t.user_attrs["sweep_trial_id"]: t for t in study.trials}
-    for trial, result in zip(manifest["trials"], results):
-        told = by_task[trial["id"]]
+    for trial, result in zip(manifest.trials, results):
+        told = by_task[trial.id]
         assert told.value == pytest.approx(result["results"]["value"])
         assert told.params == result["hyperparameters"]
         assert result["job"]["id"] and "_" in result["job"]["id"]       # it ran as an array task

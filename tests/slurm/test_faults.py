@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from jobs import manifest as mf
+from jobs.submission import IN_FLIGHT_S
 from jobs import slurm
 from jobs.state import collect
 from launcher.cli import main
@@ -58,8 +59,15 @@ runtime.write_metrics({"count": count, "resumed_from": start, "attempt": ctx.att
 """
 
 
+def pending_since(sweep: Path) -> float:
+    from datetime import datetime
+
+    subs = [s for s in mf.read_manifest(sweep).submissions if s.state == "pending"]
+    return max(datetime.fromisoformat(s.submitted.replace("Z", "+00:00")).timestamp() for s in subs)
+
+
 def job_ids(sweep: Path) -> list[str]:
-    return [s["job_id"] for s in mf.read_manifest(sweep)["submissions"]]
+    return [s.job_id for s in mf.read_manifest(sweep).submissions if s.job_id]
 
 
 def wait_for(predicate, timeout: float, what: str, sweep: Path | None = None, poll: float = 0.5):
@@ -111,7 +119,7 @@ def started(sweep: Path, attempt: int) -> int:
 def check_one_result_each(sweep: Path, injected: str, statuses: set[str] = frozenset({"completed"})) -> dict:
     """Exactly one result.json per trial, none stray; print the tally."""
     manifest = mf.read_manifest(sweep)
-    ids = {t["id"] for t in manifest["trials"]}
+    ids = {t.id for t in manifest.trials}
     files = list(sweep.glob("trials/*/result.json")) + list(sweep.glob("trials/*/*/result.json"))
     per_trial = Counter(p.parent.name for p in files)
     res = results(sweep)
@@ -219,15 +227,23 @@ exec {real} "$@"
         proc.wait()
     slurm_cleanup.extend(job_ids(sweep))
     assert len(job_ids(sweep)) == 1
+    # Stage 1 was recorded before its sbatch ran: its trials are "being submitted", not free to take.
+    pending = [s for s in mf.read_manifest(sweep).submissions if s.state == "pending"]
+    assert [s.indices for s in pending] == ["3-5"]
     capsys.readouterr()
+    assert main(["resume", str(sweep), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["resubmit"] == []
+    # Once the record is older than any sbatch could take (and Slurm holds nothing under its
+    # token), the next resume settles it as never submitted and submits those trials.
+    time.sleep(max(0.0, IN_FLIGHT_S + 1 - (time.time() - pending_since(sweep))))
     assert main(["resume", str(sweep), "--json"]) == 0
     done = json.loads(capsys.readouterr().out)
     slurm_cleanup.extend(job_ids(sweep))
-    assert [r["index"] for r in done["resubmit"]] == [3, 4, 5]
+    assert [r["index"] for r in done["resubmit"]] == [3, 4, 5] and done["reconciled"]["dropped"] == "3-5"
     wait_for(lambda: len(results(sweep)) == 6, 60, "6 results", sweep)
     res = check_one_result_each(sweep, "SIGKILL to `sweep launch` between stage 0 and stage 1 sbatch, then resume")
-    by_id = {t["id"]: t for t in mf.read_manifest(sweep)["trials"]}
-    assert sorted(by_id[t]["stage"] for t in res) == [0, 0, 0, 1, 1, 1]
+    by_id = {t.id: t for t in mf.read_manifest(sweep).trials}
+    assert sorted(by_id[t].stage for t in res) == [0, 0, 0, 1, 1, 1]
     runs = Counter(line.split()[0] for line in (tmp_path / "runs.log").read_text().splitlines())
     assert set(runs.values()) == {1}
 

@@ -44,7 +44,7 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
         time.sleep(poll)
 
 
-def launch(tmp_path: Path, spec_text: str, slurm_cleanup: list, *extra: str) -> tuple[Path, dict]:
+def launch(tmp_path: Path, spec_text: str, slurm_cleanup: list, *extra: str) -> tuple[Path, mf.Manifest]:
     (tmp_path / "prog.py").write_text(PROGRAM)
     spec = tmp_path / "spec.yaml"
     spec.write_text(spec_text)
@@ -53,7 +53,7 @@ def launch(tmp_path: Path, spec_text: str, slurm_cleanup: list, *extra: str) -> 
             "--command", f"{PY} {tmp_path / 'prog.py'}", *extra]
     assert main(argv) == 0
     manifest = mf.read_manifest(sweep)
-    slurm_cleanup.extend(s["job_id"] for s in manifest["submissions"])
+    slurm_cleanup.extend(s.job_id for s in manifest.submissions)
     return sweep, manifest
 
 
@@ -70,20 +70,20 @@ grid:
   b: {json.dumps(hostile)}
 stages: {{key: steps, values: [4, 8]}}
 """, slurm_cleanup, "--max-parallel", "4")
-    subs = manifest["submissions"]
-    assert [s["stage"] for s in subs] == [0, 1]
-    assert subs[0]["dependency"] is None and subs[1]["dependency"] == f"aftercorr:{subs[0]['job_id']}"
-    assert subs[0]["array"] == "0-1%4" and subs[1]["offset"] == 2
+    subs = manifest.submissions
+    assert [s.stage for s in subs] == [0, 1] and {s.state for s in subs} == {"submitted"}
+    assert subs[0].dependency is None and subs[1].dependency == f"aftercorr:{subs[0].job_id}"
+    assert subs[0].array == "0-1%4" and subs[1].offset == 2
     wait_for(lambda: len(results(sweep)) == 4, 60, "4 results")
     res = results(sweep)
-    by_id = {t["id"]: t for t in manifest["trials"]}
+    by_id = {t.id: t for t in manifest.trials}
     for trial_id, r in res.items():
         t = by_id[trial_id]
         assert r["status"] == "completed", r
         assert r["results"]["argv"][0] in (f"b={v}" for v in hostile)     # intact, one element
-        if t["stage"] == 1:
+        if t.stage == 1:
             assert r["results"]["resumed_from"] == "4"                   # its own parent's checkpoint
-            assert r["job"]["id"].startswith(subs[1]["job_id"] + "_")
+            assert r["job"]["id"].startswith(subs[1].job_id + "_")
     assert not pwned.exists()
     # The Slurm log of each task is linked into its trial directory.
     assert all(list(mf.trial_dir(sweep, t).glob("slurm-*.out")) for t in res)
@@ -94,8 +94,8 @@ def test_usr1_checkpoints_and_requeues_then_finishes(tmp_path, slurm_cleanup):
 name: requeue-slurm
 grid: {wait_for_signal: [true], x: [1, 2]}
 """, slurm_cleanup)
-    job = manifest["submissions"][0]["job_id"]
-    started = [mf.trial_dir(sweep, t["id"]) / "started" for t in manifest["trials"]]
+    job = manifest.submissions[0].job_id
+    started = [mf.trial_dir(sweep, t.id) / "started" for t in manifest.trials]
     wait_for(lambda: all(p.exists() for p in started), 60, "both tasks to start")
     for task in (0, 1):
         subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job}_{task}"], check=True)
@@ -105,9 +105,9 @@ grid: {wait_for_signal: [true], x: [1, 2]}
     for r in results(sweep).values():
         assert r["status"] == "completed"
         assert r["job"]["attempt"] == 1 and r["results"]["attempt"] == 1      # SLURM_RESTART_COUNT
-    for t in manifest["trials"]:
-        assert (mf.trial_dir(sweep, t["id"]) / "checkpoints" / "stopped").read_text() == "10"   # SIGUSR1
-        log = (mf.trial_dir(sweep, t["id"]) / "trial.log").read_text()
+    for t in manifest.trials:
+        assert (mf.trial_dir(sweep, t.id) / "checkpoints" / "stopped").read_text() == "10"   # SIGUSR1
+        log = (mf.trial_dir(sweep, t.id) / "trial.log").read_text()
         assert log.count("=== attempt") == 2
 
 
@@ -119,10 +119,10 @@ def test_submitit_executor_runs_the_same_runner(tmp_path, slurm_cleanup):
     assert main(["launch", str(spec), "--executor", "submitit", "--cluster", "local", "--dir", str(sweep),
                  "--command", f"{PY} {tmp_path / 'prog.py'}"]) == 0
     manifest = mf.read_manifest(sweep)
-    subs = manifest["submissions"]
-    slurm_cleanup.extend(s["job_id"] for s in subs)
-    assert [s["executor"] for s in subs] == ["submitit", "submitit"]
-    assert subs[1]["dependency"] == f"aftercorr:{subs[0]['job_id']}"
+    subs = manifest.submissions
+    slurm_cleanup.extend(s.job_id for s in subs)
+    assert [s.executor for s in subs] == ["submitit", "submitit"]
+    assert subs[1].dependency == f"aftercorr:{subs[0].job_id}"
     wait_for(lambda: len(results(sweep)) == 4, 60, "4 results")
     res = results(sweep)
     assert {r["status"] for r in res.values()} == {"completed"}

@@ -63,9 +63,9 @@ def launch(tmp_path: Path, spec_text: str, cleanup: list, *extra: str) -> Path:
 
 
 def track(sweep: Path, cleanup: list) -> None:
-    for s in mf.read_manifest(sweep)["submissions"]:
-        if s["job_id"] not in cleanup:
-            cleanup.append(s["job_id"])
+    for s in mf.read_manifest(sweep).submissions:
+        if s.job_id and s.job_id not in cleanup:
+            cleanup.append(s.job_id)
 
 
 def status_json(sweep: Path, capsys) -> dict:
@@ -114,8 +114,11 @@ stages: {key: steps, values: [1, 2]}
 
     (tmp_path / "fixed").touch()
     plan = resume_json(sweep, capsys, "--dry-run")
+    # Trial 2 failed after its attempts: left as it is, and its held child with it (blocked).
+    assert plan["resubmit"] == [] and plan["kept"] == [{"index": 2, "state": "failed"}] and plan["blocked"] == [6]
+    plan = resume_json(sweep, capsys, "--dry-run", "--retry-failed")
     assert [r["index"] for r in plan["resubmit"]] == [2, 6] and len(plan["cancel_stuck"]) == 1
-    done = resume_json(sweep, capsys)
+    done = resume_json(sweep, capsys, "--retry-failed")
     track(sweep, slurm_cleanup)
     first, second = done["submissions"]
     assert (first["indices"], second["indices"]) == ("2", "6")
@@ -137,13 +140,13 @@ name: resume-running-parents
 grid: {x: [0, 1, 2]}
 stages: {key: steps, values: [1, 2]}
 """, slurm_cleanup)
-    subs = mf.read_manifest(sweep)["submissions"]
-    parents, children = subs[0]["job_id"], subs[1]["job_id"]
+    subs = mf.read_manifest(sweep).submissions
+    parents, children = subs[0].job_id, subs[1].job_id
     wait_for(lambda: len(list(sweep.glob("trials/*/started"))) == 3, 60, "stage 0 to start")
     slurm.scancel([children])  # someone cancelled the second stage's array
     wait_for(lambda: status_json(sweep, capsys)["counts"] == {"running": 3, "cancelled": 3}, 30,
              "the cancelled array to show")
-    done = resume_json(sweep, capsys)
+    done = resume_json(sweep, capsys, "--retry-cancelled")
     track(sweep, slurm_cleanup)
     assert [r["index"] for r in done["resubmit"]] == [3, 4, 5]
     [new] = done["submissions"]
@@ -169,18 +172,24 @@ fixed: {steps: 15}
     assert main(["cancel", str(sweep)]) == 0
     assert "cancelled Slurm job(s)" in capsys.readouterr().out
     wait_for(lambda: settled(sweep), 30, "nothing active after cancel")
-    before = results(sweep)
-    # squeue forgets cancelled tasks at once; slurmdbd records them a moment later (accounting is
-    # eventually consistent): until then status calls them lost, which resume also reruns.
-    wait_for(lambda: status_json(sweep, capsys)["counts"].get("cancelled", 0) >= 1, 30,
-             "sacct to record the cancellation")
-    counts = status_json(sweep, capsys)["counts"]
-    assert counts.get("completed", 0) == len(before) and counts.get("cancelled", 0) >= 1, counts
-    done = resume_json(sweep, capsys)
+    before = {t: r for t, r in results(sweep).items() if r["status"] == "completed"}
+    # Running trials record their cancel; squeue forgets the pending ones at once and slurmdbd
+    # records them a moment later (accounting is eventually consistent).
+    wait_for(lambda: sum(status_json(sweep, capsys)["counts"].get(k, 0) for k in ("completed", "cancelled")) == 6,
+             30, "sacct to record the cancellation")
+    doc = status_json(sweep, capsys)
+    assert doc["counts"].get("completed", 0) == len(before) and doc["active"] == 0, doc["counts"]
+    assert all(t["cause"]["kind"] == "cancelled" for t in doc["trials"] if t["state"] == "cancelled")
+    # Cancelled means cancelled: nothing came back by itself, and plain resume leaves them alone.
+    assert resume_json(sweep, capsys)["resubmit"] == []
+    done = resume_json(sweep, capsys, "--retry-cancelled")
     track(sweep, slurm_cleanup)
-    assert {r["id"] for r in done["resubmit"]}.isdisjoint(before)
-    wait_for(lambda: len(results(sweep)) == 6 and settled(sweep), 60, "6 results")
+    assert {r["id"] for r in done["resubmit"]} == {t["id"] for t in doc["trials"]} - set(before)
+    wait_for(lambda: len([r for r in results(sweep).values() if r["status"] == "completed"]) == 6
+             and settled(sweep), 60, "6 results")
     after = results(sweep)
     assert all(after[t] == before[t] for t in before)  # finished trials untouched
     assert {r["status"] for r in after.values()} == {"completed"}
+    runs = Counter(line.split()[0] for line in (tmp_path / "runs.log").read_text().splitlines())
+    assert all(runs[t] == 1 for t in before)            # a finished trial never ran again
     print(f"injected: sweep cancel after {len(before)} results; survived: 6/6 results, 0 lost, 0 duplicated")

@@ -181,3 +181,17 @@ def test_check_config_names_the_key(change: dict, key: str) -> None:
     with pytest.raises(UserError) as err:
         check_config({**cfg, **change})
     assert err.value.key == key
+
+
+def test_a_dataset_the_profile_staged_on_the_node_is_read_from_there(tmp_path, monkeypatch, capsys):
+    from train.pretrain import staged_data_path
+
+    (tmp_path / "scratch" / "sudoku-x" / "train").mkdir(parents=True)
+    (tmp_path / "node" / "sudoku-x" / "train").mkdir(parents=True)
+    original = str(tmp_path / "scratch" / "sudoku-x")
+    monkeypatch.delenv("SWEEP_DATA_ROOT", raising=False)
+    assert staged_data_path(original, True) == original
+    monkeypatch.setenv("SWEEP_DATA_ROOT", str(tmp_path / "node"))      # what the mila profile exports
+    assert staged_data_path(original, True) == str(tmp_path / "node" / "sudoku-x")
+    assert "staged copy" in capsys.readouterr().out
+    assert staged_data_path(str(tmp_path / "scratch" / "other"), True) == str(tmp_path / "scratch" / "other")

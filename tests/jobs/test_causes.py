@@ -1,0 +1,72 @@
+"""jobs.causes: why a trial did not complete, in one line, with the fix, from what Slurm and the trial left."""
+from __future__ import annotations
+
+from jobs import slurm
+from jobs.backends.slurm import live_tasks
+from jobs.causes import cause_of, explain_exit, last_meaningful_line
+from jobs.manifest import Trial
+from jobs.state import TrialStatus
+from jobs.trial_state import TrialState
+
+HYDRA_TAIL = """=== attempt 0 job 12_0 node vm 2026-12-04T10:00:00Z ===
+Could not override 'los.feudal_loss_weight'.
+To append to your config use +los.feudal_loss_weight=0.3
+Key 'los' is not in struct
+    full_key: los
+    object_type=dict
+
+Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.
+=== exit 1 after 2.1s ==="""
+TRACEBACK = """Traceback (most recent call last):
+  File "prog.py", line 3, in <module>
+    raise ValueError("lr must be positive")
+ValueError: lr must be positive"""
+
+
+def test_the_last_line_that_says_something():
+    assert last_meaningful_line(TRACEBACK) == "ValueError: lr must be positive"
+    assert last_meaningful_line(HYDRA_TAIL) == "Key 'los' is not in struct"
+    assert last_meaningful_line("\n\n=== exit 0 ===\n") is None
+
+
+def test_exit_codes_and_signals():
+    assert explain_exit(1, TRACEBACK) == "exit code 1: ValueError: lr must be positive"
+    assert explain_exit(-9, "") == "killed by signal 9 (SIGKILL)"
+    assert explain_exit(3, "diverged: loss is nan at step 3") == "exit code 3: diverged: loss is nan at step 3"
+
+
+def status(state: TrialState, sacct: str = "", result: dict | None = None, slurm_id: str = "7_0") -> TrialStatus:
+    live = live_tasks(slurm.parse_sacct(sacct), []).get(slurm_id) if sacct else None
+    return TrialStatus(trial=Trial(id="t", index=0), state=state, slurm_id=slurm_id, live=live, result=result)
+
+
+OVER_MEMORY = ("7_0|FAILED|0:9|2026-12-04T14:00:00|2026-12-04T14:00:05|5|vm||256M|10\n"
+               "7_0.batch|CANCELLED by 0|0:9|2026-12-04T14:00:00|2026-12-04T14:00:05|5|vm|285980K||\n")
+
+
+def test_out_of_memory_from_sacct_or_from_the_slurm_log(tmp_path):
+    cause = cause_of(status(TrialState.FAILED, OVER_MEMORY))
+    assert cause.kind == "oom" and "used 279 MB of 256 MB" in cause.summary and "mem:" in cause.fix
+    oom = "7_0|OUT_OF_MEMORY|0:125|2026-11-23T10:00:00|2026-11-23T10:05:12|312|cn-a001||4096M|60\n"
+    assert cause_of(status(TrialState.FAILED, oom)).kind == "oom"
+    # Only the task's Slurm output says so (OverMemoryKill without cgroups, no MaxRSS recorded):
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "7_0.out").write_text(
+        "slurmstepd-vm: error: Job 7 exceeded memory limit (285978624 > 268435456), being killed\n")
+    plain = "7_0|FAILED|0:9|2026-12-04T14:00:00|2026-12-04T14:00:05|5|vm||256M|10\n"
+    assert cause_of(status(TrialState.FAILED, plain), tmp_path).kind == "oom"
+    assert cause_of(status(TrialState.FAILED, plain)).kind == "program"
+
+
+def test_time_limit_cancel_preemption_and_the_program_itself():
+    timeout = "7_0|TIMEOUT|0:15|2026-12-04T14:00:00|2026-12-04T14:10:00|600|vm||256M|10\n"
+    cause = cause_of(status(TrialState.TIMEOUT, timeout))
+    assert cause.kind == "time_limit" and "00:10:00" in cause.summary and "time:" in cause.fix
+    cancelled = "7_0|CANCELLED by 0|0:15|2026-12-04T14:00:00|2026-12-04T14:00:10|10|vm||256M|10\n"
+    assert cause_of(status(TrialState.CANCELLED, cancelled)).summary == "cancelled by root"
+    failed = {"status": "failed", "error": explain_exit(1, TRACEBACK) + "\n" + TRACEBACK}
+    assert cause_of(status(TrialState.FAILED, result=failed)).summary == "exit code 1: ValueError: lr must be positive"
+    diverged = {"status": "diverged", "error": "non-finite loss at step 3: {'train/lm_loss': nan}"}
+    assert cause_of(status(TrialState.DIVERGED, result=diverged)).summary.startswith("diverged: non-finite loss")
+    assert cause_of(status(TrialState.COMPLETED, result={"status": "completed"})) is None
+    assert cause_of(status(TrialState.LOST)).kind == "lost"
