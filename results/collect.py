@@ -268,7 +268,8 @@ class _Parser:
                     from concurrent.futures import ProcessPoolExecutor
 
                     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
-                    self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method))
+                    self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
+                                                    initializer=columns.without_pandas)
                 self.futures[len(self.chunks) - 1] = self.pool.submit(parse_chunk, self.items[start:stop])
             except _pool_errors():
                 self.broken = True
