@@ -465,13 +465,14 @@ def jobs_named(names: Sequence[str], *, since: str | None = None) -> dict[str, l
     return found
 
 
-def queued_tasks(user: str | None) -> int:
-    """Array tasks and jobs this user has pending or running (what a MaxSubmitJobs limit counts)."""
+def queued_tasks(user: str | None) -> list[JobId]:
+    """Every array task and job this user has pending or running, one id each (what a
+    MaxSubmitJobs limit counts), from one squeue call."""
     argv = ["squeue", "--noheader", "--array", "-t", "PENDING,RUNNING,CONFIGURING,COMPLETING,SUSPENDED",
             "-o", "%i"]
     if user:
         argv += ["-u", user]
-    return sum(1 for line in _check(argv, _run(argv)).splitlines() if line.strip())
+    return [parse_job_id(line) for line in _check(argv, _run(argv)).splitlines() if line.strip()]
 
 
 def squeue(job_ids: Sequence[str | JobId] | None = None, *, user: str | None = None) -> list[SqueueRow]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from jobs import manifest as mf
@@ -25,17 +26,24 @@ from jobs.trial_state import TrialState
 
 # How long a task waits for the sweep's lock to hand trials back (it must, or they are lost).
 HAND_BACK_WAIT_S = 120.0
+# How long the last task of a sweep waits for queue room when nothing else of the sweep is queued
+# (tasks that just ended still show as completing for a moment), and how often it looks.
+ROOM_WAIT_S, ROOM_POLL_S = 120.0, 3.0
 
 
 def _say(message: str) -> None:
     print(f"[jobs.topup] {message}", file=sys.stderr, flush=True)
 
 
-def queue_room(max_queued_jobs: int) -> int:
-    """Array tasks this user may still queue: the limit minus what squeue holds for them now."""
+def queue_room(max_queued_jobs: int, job_ids: list[str]) -> tuple[int, int]:
+    """(array tasks this user may still queue, tasks of this sweep queued besides this one), from one
+    squeue call: the limit counts every job of the user."""
     from jobs import slurm
 
-    return max_queued_jobs - slurm.queued_tasks(slurm.current_user())
+    mine = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    queued = slurm.queued_tasks(slurm.current_user())
+    ours = [j for j in queued if j.job in job_ids and (j.job, str(j.task)) != mine]
+    return max_queued_jobs - len(queued), len(ours)
 
 
 def top_up(sweep_dir: str | os.PathLike, *, who: str | None = None) -> int:
@@ -51,9 +59,18 @@ def top_up(sweep_dir: str | os.PathLike, *, who: str | None = None) -> int:
             waiting = manifest.unsubmitted_indices()
             if not waiting or not settings.cluster.submit_from_tasks or not session.backend.uses_slurm:
                 return 0
-            room = queue_room(settings.cluster.max_queued_jobs)
-            if room <= 0:
-                return 0
+            room, ours = queue_room(settings.cluster.max_queued_jobs, manifest.job_ids())
+            waited = 0.0
+            while room <= 0:
+                # Others of this sweep still queued will top up when they end; the last one waits a while.
+                if ours or waited >= ROOM_WAIT_S:
+                    if not ours:
+                        _say(f"no queue room after {waited:.0f} s: {len(waiting)} trial(s) still wait; "
+                             f"`sweep resume {sweep_dir}` submits them")
+                    return 0
+                time.sleep(ROOM_POLL_S)
+                waited += ROOM_POLL_S
+                room, ours = queue_room(settings.cluster.max_queued_jobs, manifest.job_ids())
             by_index = {t.index: t for t in manifest.trials}
             trials = [by_index[i] for i in waiting if i in by_index]
             plan = session.backend.plan(trials, session.ref, budget=room, pack=settings.pack)

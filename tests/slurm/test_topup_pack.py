@@ -1,0 +1,176 @@
+"""Sweeps bigger than the queue (issue 18), on the real cluster: finishing tasks top the queue up with
+nobody calling resume, never past the limit; packed tasks that are requeued mid-pack lose and repeat
+nothing; a killed launcher plus a concurrent resume submit nothing twice."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from jobs import manifest as mf
+from jobs import slurm
+from launcher.cli import main
+
+PY = sys.executable
+ROOT = Path(__file__).resolve().parents[2]
+
+PROGRAM = r"""
+import os, sys, time
+from jobs import runtime
+ctx = runtime.context()
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+root = os.path.dirname(os.environ["SWEEP_DIR"])
+with open(os.path.join(root, "runs.log"), "a") as f:
+    f.write(f"{ctx.trial_id} {ctx.attempt}\n")
+stop = runtime.StopSignal.install()
+ckpt = ctx.checkpoint_dir / "count"
+start = count = int(ckpt.read_text()) if ckpt.exists() else 0
+(ctx.trial_dir / "running").touch()
+while count < int(args.get("steps", "0")):
+    if stop.requested:
+        ckpt.write_text(str(count))
+        sys.exit(0)
+    time.sleep(0.1)
+    count += 1
+runtime.write_metrics({"count": count, "resumed_from": start, "x": int(args["x"])})
+"""
+
+
+def profile(max_queued: int, **extra: object) -> str:
+    text = ("name: capped\npartition: main\ncpus_per_task: 1\nmem: 300M\ntime: '00:10:00'\ngrace_s: 30\n"
+            f"max_array_size: 1000\nmax_queued_jobs: {max_queued}\n")
+    return text + "".join(f"{k}: {v}\n" for k, v in extra.items())
+
+
+def prepare(tmp_path: Path, spec: str, prof: str, *extra: str) -> tuple[Path, list[str]]:
+    (tmp_path / "prog.py").write_text(PROGRAM)
+    (tmp_path / "spec.yaml").write_text(spec)
+    (tmp_path / "profile.yaml").write_text(prof)
+    argv = ["launch", str(tmp_path / "spec.yaml"), "--executor", "slurm", "--cluster", str(tmp_path / "profile.yaml"),
+            "--dir", str(tmp_path / "sweep"), "--command", f"{PY} {tmp_path / 'prog.py'}", *extra]
+    return tmp_path / "sweep", argv
+
+
+def job_ids(sweep: Path) -> list[str]:
+    return [s.job_id for s in mf.read_manifest(sweep).submissions if s.job_id]
+
+
+def results(sweep: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("trials/*/result.json")}
+
+
+def starts(tmp_path: Path) -> Counter:
+    return Counter(line.split()[0] for line in (tmp_path / "runs.log").read_text().splitlines())
+
+
+class QueueWatch(threading.Thread):
+    """The most tasks of this sweep Slurm held queued or running at once, sampled every 0.3 s."""
+
+    def __init__(self, sweep: Path, cleanup: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.sweep, self.cleanup, self.peak, self.done = sweep, cleanup, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            try:
+                ids = set(job_ids(self.sweep))
+                self.cleanup.extend(i for i in ids if i not in self.cleanup)
+                n = sum(1 for j in slurm.queued_tasks(slurm.current_user()) if j.job in ids)
+                self.peak = max(self.peak, n)
+            except Exception:  # noqa: BLE001 - a manifest mid-write, a busy controller: sample again
+                pass
+            time.sleep(0.3)
+
+
+def wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            print(subprocess.run(["squeue"], capture_output=True, text=True).stdout)
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.5)
+
+
+@pytest.mark.timeout(600)
+def test_300_trials_under_a_40_job_limit_finish_with_nobody_resuming(tmp_path, slurm_cleanup):
+    sweep, argv = prepare(tmp_path, "name: topup-300\ngrid: {x: " + json.dumps(list(range(300))) + "}\n"
+                          "fixed: {steps: 1}\n", profile(40))
+    watch = QueueWatch(sweep, slurm_cleanup)
+    watch.start()
+    try:
+        assert main(argv) == 0
+        assert mf.read_manifest(sweep).unsubmitted == "40-299" and (sweep / mf.WAITING_MARKER).exists()
+        wait_for(lambda: len(results(sweep)) == 300, 480, "300 results from the sweep's own top-ups")
+    finally:
+        watch.done.set()
+        watch.join()
+    runs = starts(tmp_path)
+    assert len(runs) == 300 and set(runs.values()) == {1}, Counter(runs.values())
+    assert 0 < watch.peak <= 40, watch.peak
+    m = mf.read_manifest(sweep)
+    assert m.unsubmitted == "" and not (sweep / mf.WAITING_MARKER).exists()
+    assert sorted(i for s in m.submissions for i in s.index_list()) == list(range(300))    # each in one array
+    print(f"300 trials, max_queued_jobs 40: {len(m.submissions)} arrays, at most {watch.peak} queued at once")
+
+
+def test_a_packed_task_requeued_mid_pack_loses_and_repeats_nothing(tmp_path, slurm_cleanup):
+    sweep, argv = prepare(tmp_path, "name: packed\ngrid: {x: [0, 1, 2, 3, 4, 5, 6, 7]}\nfixed: {steps: 15}\n",
+                          profile(100), "--pack", "4")
+    assert main(argv) == 0
+    [sub] = mf.read_manifest(sweep).submissions
+    slurm_cleanup.append(sub.job_id)
+    assert sub.pack == 4 and sub.array.split("%")[0] == "0-1"            # 8 trials in 2 tasks
+    by_index = {t.index: t.id for t in mf.read_manifest(sweep).trials}
+    # Task 0 runs trials 0-3 one after another: requeue it while its third trial runs.
+    wait_for(lambda: (mf.trial_dir(sweep, by_index[2]) / "running").exists(), 60, "the third trial of task 0")
+    slurm.scontrol_requeue([f"{sub.job_id}_0"])
+    wait_for(lambda: len(results(sweep)) == 8, 120, "8 results")
+    res = results(sweep)
+    assert {r["status"] for r in res.values()} == {"completed"}
+    runs = starts(tmp_path)
+    # Trials 0 and 1 had finished: never started again. Trial 2 started again and went on from its
+    # checkpoint; 3 started once, after the requeue. Task 1's trials never noticed.
+    assert [runs[by_index[i]] for i in range(8)] == [1, 1, 2, 1, 1, 1, 1, 1]
+    assert res[by_index[2]]["results"]["resumed_from"] > 0 and res[by_index[2]]["job"]["attempt"] == 1
+    assert all(res[by_index[i]]["job"]["id"] == f"{sub.job_id}_{i // 4}" for i in range(8))
+
+
+@pytest.mark.timeout(600)
+def test_a_killed_launcher_and_a_concurrent_resume_submit_nothing_twice(tmp_path, slurm_cleanup, capsys):
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    real = subprocess.run(["bash", "-c", "command -v sbatch"], capture_output=True, text=True).stdout.strip()
+    # The jobs must not inherit the shim (their own top-ups would be killed too): it leaves PATH first.
+    (shim / "sbatch").write_text(f"#!/bin/bash\nexport PATH={os.environ['PATH']}\n{real} \"$@\"; rc=$?\n"
+                                 "kill -9 $PPID\nexit $rc\n")
+    (shim / "sbatch").chmod(0o755)
+    sweep, argv = prepare(tmp_path, "name: killed-topup\ngrid: {x: " + json.dumps(list(range(60))) + "}\n"
+                          "fixed: {steps: 2}\n", profile(15))
+    watch = QueueWatch(sweep, slurm_cleanup)
+    watch.start()
+    try:
+        env = dict(os.environ, PATH=f"{shim}:{os.environ['PATH']}")
+        done = subprocess.run([PY, "-m", "launcher", *argv], env=env, capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == -signal.SIGKILL
+        assert [s.state for s in mf.read_manifest(sweep).submissions] == ["pending"]
+        # While the first array's tasks top the queue up, the user resumes too.
+        assert main(["resume", str(sweep)]) == 0
+        wait_for(lambda: len(results(sweep)) == 60, 420, "60 results")
+    finally:
+        watch.done.set()
+        watch.join()
+    runs = starts(tmp_path)
+    assert len(runs) == 60 and set(runs.values()) == {1}, Counter(runs.values())
+    assert watch.peak <= 15, watch.peak
+    assert main(["status", str(sweep)]) == 0        # settles anything a task recorded and was killed after
+    m = mf.read_manifest(sweep)
+    assert {s.state for s in m.submissions} == {"submitted"}
+    assert sorted(i for s in m.submissions for i in s.index_list()) == list(range(60))
