@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from jobs import manifest as mf  # noqa: E402
 from launcher import sweepdir  # noqa: E402
-from launcher.backends import local  # noqa: E402
+from jobs.backends import local  # noqa: E402
 from launcher.dialects import load_spec  # noqa: E402
 from launcher.plans import expand  # noqa: E402
 
@@ -127,8 +127,8 @@ def trials_to_target(values: list[float | None], target: float, goal: str) -> in
 
 def run_random(base: Path, obj: Objective, seed: int, n: int, parallel: int) -> list[float | None]:
     sweep, manifest = make_sweep(base, spec_text(obj, "random", n, seed, "random", 0))
-    local.run_pool(sweep, manifest["trials"], max_parallel=parallel)
-    return [value_of(sweep, t["id"], obj.metric) for t in manifest["trials"]]
+    local.run_pool(sweep, list(manifest.trials), max_parallel=parallel)
+    return [value_of(sweep, t.id, obj.metric) for t in manifest.trials]
 
 
 def run_bayes(base: Path, obj: Objective, seed: int, budget: int, target: float, sampler: str,
@@ -136,10 +136,10 @@ def run_bayes(base: Path, obj: Objective, seed: int, budget: int, target: float,
     """One trial at a time through the task runner, stopping once the target is reached."""
     sweep, manifest = make_sweep(base, spec_text(obj, "bayes", budget, seed, sampler, n_startup))
     values: list[float | None] = []
-    for t in manifest["trials"]:
-        subprocess.run([PYTHON, "-m", "jobs.run", str(sweep), str(t["index"])], cwd=ROOT,
+    for t in manifest.trials:
+        subprocess.run([PYTHON, "-m", "jobs.run", str(sweep), str(t.index)], cwd=ROOT,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-        values.append(value_of(sweep, t["id"], obj.metric))
+        values.append(value_of(sweep, t.id, obj.metric))
         if trials_to_target(values, target, obj.goal) is not None:
             break
     return values
