@@ -94,6 +94,8 @@ def cause_of(status: Any, sweep_dir: str | os.PathLike | None = None) -> Cause |
     state, live, result = status.state, status.live, status.result or {}
     error = (result.get("error") or status.error or "").strip()
     first = error.splitlines()[0] if error else ""
+    if first.startswith(_NOISE_PREFIXES):   # an error written as a bare traceback (older results)
+        first = last_meaningful_line(error) or first
     if state in (TrialState.COMPLETED, TrialState.RUNNING, TrialState.PENDING, TrialState.UNSUBMITTED):
         return None
     if state is TrialState.DIVERGED:

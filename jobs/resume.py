@@ -123,3 +123,24 @@ def plan(status: SweepStatus, to_run: list[TrialStatus], backend: Backend, sweep
                 changed = True
     arrays = backend.plan(trials, sweep, budget=budget, pack=pack, attach=attach, max_parallel=max_parallel)
     return ResumePlan(plan=arrays, waiting_for_parent=sorted(waiting))
+
+
+def clear_for_retry(sweep_dir: Path, trials: list[TrialStatus]) -> None:
+    """Before trials that were left as they are (failed after their attempts, timed out, cancelled)
+    run again: their result moves aside (trials/<id>/result.json.<n>, kept for the record) and their
+    attempt counters start over, so that the task runs them instead of leaving them alone."""
+    import os
+
+    for t in trials:
+        if t.result is None or t.state not in (TrialState.FAILED, TrialState.TIMEOUT, TrialState.CANCELLED):
+            continue
+        tdir = mf.trial_dir(sweep_dir, t.trial.id)
+        n = 1
+        while (tdir / f"{mf.RESULT}.{n}").exists():
+            n += 1
+        try:
+            os.replace(tdir / mf.RESULT, tdir / f"{mf.RESULT}.{n}")
+        except FileNotFoundError:
+            pass
+        for counter in ("failures", "timeouts"):
+            (tdir / counter).unlink(missing_ok=True)

@@ -299,6 +299,23 @@ def _bump(tdir: Path, name: str) -> int:
     return n
 
 
+def _done(sweep_dir: Path, settings: Settings, trial: Trial, tdir: Path) -> str | None:
+    """The status of a result this task must leave alone, or None: a final one, a failure (or time
+    out) that used its attempts, a cancel. A task Slurm requeued or preempted starts its trials again;
+    these stay as they are until `sweep resume --retry-failed/--retry-cancelled` clears them."""
+    existing = read_result(sweep_dir, trial.id)
+    if not existing:
+        return None
+    state = TrialState.of_result(existing)
+    if state.is_final() or state is TrialState.CANCELLED:
+        return state.value
+    if state in (TrialState.FAILED, TrialState.TIMEOUT) and _count(tdir, FAILURES) >= settings.max_attempts:
+        return state.value
+    if state is TrialState.TIMEOUT and _count(tdir, TIMEOUTS) > settings.cluster.timeout_requeues:
+        return state.value
+    return None
+
+
 def _claim(tdir: Path) -> int | None:
     """Hold trials/<id>/.running (flock) while the trial runs: a second task that somehow holds the
     same trial (a stale task of a resubmitted array) leaves it alone instead of running it twice.
@@ -323,11 +340,11 @@ def run_trial(sweep_dir: Path, settings: Settings, trial: Trial, forwarder: stop
               fork_python: bool = False, env_extra: dict[str, str] | None = None, retry_here: bool = False) -> str:
     """Run one trial to a result (or to a requeue); return its status, or REQUEUE when the task
     is to stop here and come back (requeued, or Slurm requeued it)."""
-    existing = read_result(sweep_dir, trial.id)
-    if existing and TrialState.of_result(existing).is_final():
-        _say(f"trial {trial.id} already has a {existing['status']} result: nothing to do")
-        return existing["status"]
     tdir = mf.trial_dir(sweep_dir, trial.id)
+    done = _done(sweep_dir, settings, trial, tdir)
+    if done is not None:
+        _say(f"trial {trial.id} already has a {done} result: nothing to do")
+        return done
     tdir.mkdir(parents=True, exist_ok=True)
     claim = _claim(tdir)
     if claim is None:
@@ -343,9 +360,9 @@ def run_trial(sweep_dir: Path, settings: Settings, trial: Trial, forwarder: stop
 def _run_claimed(sweep_dir: Path, settings: Settings, trial: Trial, tdir: Path, forwarder: stop.Forwarder,
                  fork_python: bool, env_extra: dict[str, str] | None, retry_here: bool) -> str:
     link_slurm_log(sweep_dir, tdir)
-    existing = read_result(sweep_dir, trial.id)   # again, now that the trial is ours
-    if existing and TrialState.of_result(existing).is_final():
-        return existing["status"]
+    done = _done(sweep_dir, settings, trial, tdir)   # again, now that the trial is ours
+    if done is not None:
+        return done
     if trial.parent:
         parent = read_result(sweep_dir, trial.parent)
         if not parent or TrialState.of_result(parent) is not TrialState.COMPLETED:
@@ -385,6 +402,7 @@ def _run_claimed(sweep_dir: Path, settings: Settings, trial: Trial, tdir: Path, 
                 if used < settings.cluster.timeout_requeues and stop.requeue_self(_say):
                     _bump(tdir, TIMEOUTS)
                     return REQUEUE
+                _bump(tdir, TIMEOUTS)
                 status = TrialState.TIMEOUT.value
                 error = (f"reached its time limit ({limit}) {used + 1} time(s); raise `time:` in the cluster profile "
                          f"or the sweep's resources (or --time), or checkpoint more often")

@@ -143,8 +143,23 @@ def _section_stages(lines: list[str], frame: pd.DataFrame, metric: an.Metric, ma
               "`improved`: how many trials got better.", "", to_markdown(table.map(_fmt)), ""]
 
 
+def _causes(sweep_dir: str, manifest: Manifest | None) -> dict[str, str]:
+    """{trial id: why it did not complete, with the fix} from what the sweep's backend and files say
+    (one sacct + one squeue for a Slurm sweep); {} without a manifest or when it cannot be asked."""
+    if manifest is None:
+        return {}
+    from jobs.causes import cause_of
+    from jobs.state import collect
+
+    try:
+        status = collect(sweep_dir, manifest)
+    except UserError:
+        return {}
+    return {t.trial.id: c.text() for t in status.trials if (c := cause_of(t, sweep_dir)) is not None}
+
+
 def _section_failures(lines: list[str], frame: pd.DataFrame, manifest: Manifest | None,
-                      skipped: list[Skipped]) -> None:
+                      skipped: list[Skipped], sweep_dir: str) -> None:
     status = frame["status"].fillna("unknown") if "status" in frame else pd.Series("completed", index=frame.index)
     bad = frame[status != "completed"]
     planned = {t.id for t in manifest.trials} if manifest else set()
@@ -153,12 +168,19 @@ def _section_failures(lines: list[str], frame: pd.DataFrame, manifest: Manifest 
     if bad.empty and not missing and not skipped:
         lines += ["None.", ""]
         return
+    causes = _causes(sweep_dir, manifest) if (not bad.empty or missing) else {}
     if not bad.empty:
+        from jobs.causes import last_meaningful_line
+
+        def first_line(e: object) -> str:
+            if not isinstance(e, str) or not e.strip():
+                return ""
+            first = e.strip().splitlines()[0]
+            return (first if not first.startswith("Traceback") else last_meaningful_line(e) or first)[:160]
+        errors = bad["error"].map(first_line) if "error" in bad else pd.Series("", index=bad.index)
         view = pd.DataFrame({"trial_id": bad.get("trial_id"), "stage": bad.get("stage"),
                              "environment": bad.get("environment"), "status": bad["status"],
-                             "error": bad["error"].map(lambda e: str(e).strip().splitlines()[-1][:160]
-                                                       if isinstance(e, str) and e.strip() else "")
-                             if "error" in bad else ""})
+                             "cause": [causes.get(t) or e for t, e in zip(bad.get("trial_id", errors.index), errors)]})
         lines += [to_markdown(view.head(MAX_FAILED_ROWS).map(_fmt)), ""]
         if len(view) > MAX_FAILED_ROWS:
             lines += [f"... and {len(view) - MAX_FAILED_ROWS} more (see {_CSV}).", ""]
@@ -167,7 +189,9 @@ def _section_failures(lines: list[str], frame: pd.DataFrame, manifest: Manifest 
         lines += [f"Early stopping pruned {len(pruned)} trial(s), saving about "
                   f"{_gpu_hours_saved(frame, manifest):.2f} GPU-hours.", ""]
     if missing:
-        lines += [f"{len(missing)} planned trial(s) have no result yet (`sweep status` says why).", ""]
+        lines += [f"{len(missing)} planned trial(s) have no result yet:", ""]
+        lines += [f"- `{t}`: {causes.get(t, 'not run yet (queued, waiting for room, or not submitted)')}"
+                  for t in sorted(missing)[:MAX_FAILED_ROWS]] + [""]
     if skipped:
         lines += [f"{len(skipped)} result file(s) could not be read:", ""]
         lines += [f"- `{s.path}`: {s.reason}" for s in skipped[:MAX_FAILED_ROWS]] + [""]
@@ -208,7 +232,7 @@ def build_report(sweep_dir: str, out_dir: str | None = None, *, metric: str | No
     _section_rollouts(lines, frame, chosen, manifest, sweep_dir)
     _section_importance(lines, frame, chosen)
     _section_stages(lines, frame, chosen, manifest)
-    _section_failures(lines, frame, manifest, skipped)
+    _section_failures(lines, frame, manifest, skipped, sweep_dir)
     lines += ["## Figures", ""]
     for title, path in figures.items():
         lines += [f"### {title}", "", f"![{title}]({os.path.relpath(path, out_dir)})", ""]

@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
         if sel.stuck and session.backend.uses_slurm:
             # One scancel for every task held behind a failed dependency (they never start).
             slurm.scancel([t.slurm_id for t in sel.stuck if t.slurm_id])
+        if args.retry_failed or args.retry_cancelled:
+            planned = set(rp.plan.planned)
+            resume.clear_for_retry(sweep_dir, [t for t in sel.run if t.trial.index in planned])
         local_foreground = session.backend.name == "local" and not args.detach
         before = len(session.manifest.submissions)
         session.submit(rp.plan, unsubmitted=rp.plan.unsubmitted, foreground=local_foreground,

@@ -32,6 +32,8 @@
     seed_key: seed
     resources: {time: "02:00:00", gres: "gpu:1", cpus_per_task: 4, mem: 16G, partition: long}
     max_parallel: 8                      # the array's %throttle
+    pack: 20                             # trials per array task, one after another (or `auto`:
+                                         #   fill the time limit with trials of resources.trial_time)
     pruner: {kind: hyperband, min_iter: 2, max_iter: 27, eta: 3}   # random/bayes early stopping
     sampler: tpe                         # bayes: Optuna sampler name
     options: {n_startup_trials: 10}      # bayes: settings passed to the search
@@ -61,7 +63,7 @@ from launcher.spec import DEFAULT_COMMAND, SweepSpec
 DIALECT = "native"
 KEYS = ("name", "description", "dialect", "command", "method", "trials", "seed", "metric", "goal",
         "fixed", "grid", "space", "environments", "stages", "variants", "repeats", "seed_key",
-        "resources", "max_parallel", "pruner", "sampler", "options")
+        "resources", "max_parallel", "pack", "pruner", "sampler", "options")
 
 
 def _err(message: str, file: str | None, key: str | None, fix: str) -> UserError:
@@ -163,6 +165,16 @@ def _variants(value: Any, file: str | None) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _with_pack(resources: dict[str, Any], pack: Any, file: str | None) -> dict[str, Any]:
+    """`pack: N` or `pack: auto` travels with the resources (launcher.packing sizes it)."""
+    if pack is None:
+        return resources
+    if not (pack == "auto" or (isinstance(pack, int) and not isinstance(pack, bool) and pack >= 1)):
+        raise _err(f"pack must be a positive whole number or auto, not {pack!r}", file, "pack",
+                   "write e.g. `pack: 50` or `pack: auto`")
+    return {**resources, "pack": pack}
+
+
 def _pruner(value: Any, file: str | None) -> Pruner:
     if isinstance(value, str):
         value = {"kind": value}
@@ -240,8 +252,9 @@ def parse(doc: dict, *, file: str) -> SweepSpec:
         sampler=sampler,
         search_options=dict(require_mapping(doc.get("options") or {}, file=file, key="options",
                                             dialect=DIALECT, example="n_startup_trials: 10")),
-        resources=parse_resources(doc.get("resources"), doc.get("max_parallel"), file=file,
-                                  dialect=DIALECT), dialect=DIALECT, source=file,
+        resources=_with_pack(parse_resources(doc.get("resources"), doc.get("max_parallel"), file=file,
+                                             dialect=DIALECT), doc.get("pack"), file),
+        dialect=DIALECT, source=file,
         extra={"description": doc["description"]} if "description" in doc else {},
     )
     return spec

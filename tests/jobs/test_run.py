@@ -223,3 +223,53 @@ def test_runner_started_as_a_file_without_site(tmp_path):
     assert done.returncode == 0, done.stderr
     result = json.loads(mf.result_path(sweep, "t0").read_text())
     assert result["status"] == "completed" and result["results"] == {"x": "x=1"}
+
+
+def test_the_program_sees_the_sweep_its_environment_and_where_its_runs_log():
+    settings = mf.Settings(name="conspec", command=("true",), logging={"wandb_project": "keydoor", "wandb_entity": "lab"})
+    env = run.trial_env(Path("/s"), settings, Trial(id="t0", index=0, environment="double"), 0)
+    assert (env["SWEEP_NAME"], env["SWEEP_ENVIRONMENT"]) == ("conspec", "double")
+    assert (env["WANDB_PROJECT"], env["WANDB_ENTITY"]) == ("keydoor", "lab")
+    bare = run.trial_env(Path("/s"), mf.Settings(name="x", command=("true",)), Trial(id="t0", index=0), 0)
+    assert "SWEEP_ENVIRONMENT" not in bare and bare.get("WANDB_PROJECT") == os.environ.get("WANDB_PROJECT")
+
+
+def test_a_completed_run_whose_metric_is_nan_is_diverged():
+    outcome = {"returncode": 0, "metrics": {"acc": float("nan")}, "problem": None, "error_tail": "", "runtime_s": 1.0}
+    assert run.classify(outcome, "acc")[:2] == ("diverged", "acc is nan")
+    assert run.classify(outcome, None)[0] == "completed"
+    failed = {"returncode": 1, "metrics": None, "problem": None, "runtime_s": 1.0,
+              "error_tail": "Traceback (most recent call last):\n  File \"x\"\nValueError: no"}
+    status, error, _ = run.classify(failed)
+    assert status == "failed" and error.startswith("exit code 1: ValueError: no\n")
+
+
+PACKED = r"""
+import os, sys
+from jobs import runtime
+ctx = runtime.context()
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+with open(os.path.join(os.environ["SWEEP_DIR"], "..", "starts"), "a") as f:
+    f.write(ctx.trial_id + "\n")
+if args["x"] == "2":
+    sys.exit("two fails")
+runtime.write_metrics({"x": int(args["x"])})
+"""
+
+
+def test_a_packed_task_runs_its_trials_in_turn_and_skips_finished_ones(tmp_path):
+    trials = [Trial(id=f"t{i}", index=i, params={"x": i}, overrides={"x": i}) for i in range(4)]
+    sweep = make_sweep(tmp_path, PACKED, trials, max_attempts=2)
+    m = mf.read_manifest(sweep)
+    mf.write_array_file(sweep, "feed", m.settings, {0: trials[:3], 1: trials[3:]})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SWEEP_"))}
+    done = subprocess.run([PY, "-m", "jobs.run", str(sweep), "0", "--array", "feed"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr        # some of its trials completed: later stages may go on
+    assert [result(sweep, f"t{i}")["status"] for i in range(3)] == ["completed", "completed", "failed"]
+    assert not mf.result_path(sweep, "t3").exists()
+    starts = (tmp_path / "starts").read_text().split()
+    assert starts == ["t0", "t1", "t2", "t2"]      # the failing one retried in the task (max_attempts 2)
+    # Run again (a requeued task): finished trials are skipped, nothing runs twice.
+    subprocess.run([PY, "-m", "jobs.run", str(sweep), "0", "--array", "feed"], env=env, capture_output=True, timeout=60)
+    assert (tmp_path / "starts").read_text().split() == starts

@@ -154,3 +154,32 @@ def test_dry_run_json_writes_nothing(tmp_path, capsys):
     assert [t["argv"][-2:] for t in doc["trials"]] == [["seed=7", "lr=0.1"], ["seed=7", "lr=0.01"]]
     [sub] = doc["submissions"]
     assert sub["array"] == "0-1%3" and sub["dependency"] is None and "#SBATCH --requeue" in sub["script"]
+
+
+RANDOM = "name: seeded\nmethod: random\ntrials: 5\nspace:\n  lr: {distribution: loguniform, min: 1e-5, max: 1e-2}\n"
+
+
+def dry_run(tmp_path: Path, capsys, *extra: str) -> dict:
+    spec = tmp_path / "random.yaml"
+    spec.write_text(RANDOM)
+    capsys.readouterr()
+    assert main(["launch", str(spec), "--executor", "local", "--command", "true", "--dry-run", "--json",
+                 "--dir", str(tmp_path / "seeded"), *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_without_a_seed_one_is_drawn_recorded_and_reused(tmp_path, capsys):
+    a, b = dry_run(tmp_path, capsys), dry_run(tmp_path, capsys)
+    assert a["seed_drawn"] and b["seed_drawn"] and a["seed"] != b["seed"]
+    assert [t["params"] for t in a["trials"]] != [t["params"] for t in b["trials"]]   # different points
+    pinned = dry_run(tmp_path, capsys, "--seed", str(a["seed"]))
+    assert not pinned["seed_drawn"] and [t["params"] for t in pinned["trials"]] == [t["params"] for t in a["trials"]]
+    # A launch records the seed it drew; relaunching into the same (never submitted) directory reuses it.
+    from launcher import launching, sweepdir
+
+    prep = launching.prepare(launching.LaunchOptions(items=[str(tmp_path / "random.yaml")], command="true",
+                                                     executor="local", dir=tmp_path / "seeded"))
+    sweepdir.create(prep.sweep_dir, prep.manifest, prep.spec_text)
+    again = dry_run(tmp_path, capsys)
+    assert again["seed"] == prep.manifest.settings.seed and not again["seed_drawn"]
+    assert mf.read_settings(tmp_path / "seeded").seed == prep.manifest.settings.seed

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from jobs.errors import UserError
+from launcher.dialects import load_spec
 from launcher.dialects.common import coerce_number, coerce_scalar
 from launcher.dialects.native import KEYS, parse
 from launcher.plans import expand, validate
@@ -168,3 +169,14 @@ def test_unknown_key_lists_the_valid_ones():
 def test_top_level_must_be_a_mapping():
     with pytest.raises(UserError, match="expected a mapping"):
         parse(["a"], file=FILE)
+
+
+def test_pack_travels_with_the_resources(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("name: p\ngrid: {a: [1, 2]}\npack: 20\nresources: {trial_time: '00:02:00'}\n")
+    assert load_spec(path).resources == {"pack": 20, "trial_time": "00:02:00"}
+    path.write_text("name: p\ngrid: {a: [1, 2]}\npack: auto\n")
+    assert load_spec(path).resources == {"pack": "auto"}
+    path.write_text("name: p\ngrid: {a: [1, 2]}\npack: 0\n")
+    with pytest.raises(UserError, match="key 'pack'.*positive whole number or auto"):
+        load_spec(path)
