@@ -169,6 +169,26 @@ print(json.dumps({"seconds": dt, "cpu": cpu() - c0, "rows": got.table.num_rows, 
 """
 
 
+PHASES = r"""
+import glob, json, os, resource, sys, time
+def cpu(who=resource.RUSAGE_SELF):
+    r = resource.getrusage(who); return r.ru_utime + r.ru_stime
+t0, c0 = time.perf_counter(), cpu()
+sys.path.insert(0, sys.argv[2])
+from results import collect as col, table
+import pyarrow.csv
+t1, c1 = time.perf_counter(), cpu()
+got = col.collect([sys.argv[1] + "/sweeps"], wait=False)
+t2, c2 = time.perf_counter(), cpu()
+table.write(got.table, "csv", sys.argv[1] + "/phases.csv")
+t3, c3 = time.perf_counter(), cpu()
+got.wait()
+t4, c4 = time.perf_counter(), cpu()
+print(json.dumps({"imports": [t1 - t0, c1 - c0], "collect": [t2 - t1, c2 - c1], "csv": [t3 - t2, c3 - c2],
+                  "caches": [t4 - t3, c4 - c3], "workers_cpu": cpu(resource.RUSAGE_CHILDREN), "parsed": got.parsed}))
+"""
+
+
 def _run(code: str, root: str) -> dict:
     out = subprocess.run([sys.executable, "-c", code, root, ROOT], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -247,6 +267,8 @@ def main() -> int:
             changed.append(_whole(collect, env))
         changed = _best(changed)
         by_stat = _best([_whole([*collect, "--rescan"], env) for _ in range(R)])
+        _clear_caches(root, env)
+        phases = _run(PHASES, root)
 
         mb = 1 / 1024
         print(f"after imports   naive (glob + json.load + json_normalize): {naive['seconds']:.2f} s "
@@ -264,6 +286,12 @@ def main() -> int:
               f"   (goal <= 0.7 s)")
         print(f"whole command   again, --rescan (by stat):      {by_stat['seconds']:.2f} s ({by_stat['cpu']:.2f} s CPU)"
               f"   (sweeps without a result index)")
+        print("where a first collect's time goes (wall s / CPU s of this process; the parsing workers' CPU apart):")
+        print("  python start + `sweep` parser: see the whole command minus the parts below")
+        for name in ("imports", "collect", "csv", "caches"):
+            wall, used = phases[name]
+            print(f"  {name:8s} {wall:.2f} / {used:.2f}")
+        print(f"  workers  CPU {phases['workers_cpu']:.2f} (reading, JSON, Arrow columns; {phases['parsed']} files)")
         print(f"best of {R}; load average after: {_load()} (other work on a shared machine slows every side)")
     finally:
         if not args.keep and not args.dir:

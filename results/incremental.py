@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 import pyarrow as pa
+from pyarrow._compute import SetLookupOptions
 
 from jobs import result_index
 from results import cache, columns
@@ -118,7 +119,16 @@ class SweepRows:
     names: pa.Array                     # each row's trial directory
     keys: np.ndarray                    # (rows, 3): size, mtime_ns, inode
     bad: dict[str, tuple[str, tuple[int, int, int]]]
+    missing: set[str]                   # trial directories without a result file
     changed: bool
+
+
+def _in(values: pa.Array, among: pa.Array) -> np.ndarray:
+    """values[i] in among, as a numpy bool array (Arrow's hash lookup: no Python loop per row)."""
+    if not len(among):
+        return np.zeros(len(values), dtype=bool)
+    hit = columns.compute("is_in", values, options=SetLookupOptions(among))
+    return columns.to_numpy(columns.cast(hit, pa.int8())).astype(bool)
 
 
 def combine(p: SweepPlan, parts: list[tuple[Part, list[str]]]) -> SweepRows:
@@ -126,6 +136,7 @@ def combine(p: SweepPlan, parts: list[tuple[Part, list[str]]]) -> SweepRows:
     cached = p.cached
     new_tables, new_names, new_keys = [], [], []
     new_bad: dict[str, tuple[str, tuple[int, int, int]]] = {}
+    new_missing: set[str] = set()
     for part, item_names in parts:
         if part.table.num_rows:
             new_tables.append(part.table)
@@ -133,39 +144,42 @@ def combine(p: SweepPlan, parts: list[tuple[Part, list[str]]]) -> SweepRows:
             new_keys.append(part.keys[part.rows])
         for i, why in part.bad:
             new_bad[item_names[i]] = (why, tuple(int(x) for x in part.keys[i]))
+        for i in np.nonzero(part.keys[:, 0] < 0)[0].tolist():      # no file (or unreadable: in bad)
+            if item_names[i] not in new_bad:
+                new_missing.add(item_names[i])
     if cached is not None and not p.reparse and (
             p.names is None or len(p.names) == len(cached.names) + len(cached.bad) + len(cached.missing)):
         # Nothing re-read, and no directory came or went: the cache as it is.
-        return SweepRows(cached.table, cached.names, cached.keys, cached.bad, changed=False)
-    reread = set(p.reparse)
+        return SweepRows(cached.table, cached.names, cached.keys, cached.bad, cached.missing, changed=False)
     if cached is None:
         # Every row was read, in listing order, already.
         table = columns.concat(new_tables) if new_tables else columns.empty()
         keys = np.concatenate(new_keys) if new_keys else np.empty((0, 3), dtype=np.int64)
-        return SweepRows(table, columns.text(new_names), keys, new_bad, changed=True)
+        return SweepRows(table, columns.text(new_names), keys, new_bad, new_missing, changed=True)
+
+    reread = set(p.reparse)
     listed = set(p.names) if p.names is not None else None
-    old_names = cached.names.to_pylist()
-    bad = {n: v for n, v in cached.bad.items() if (listed is None or n in listed) and n not in reread}
+    still = (lambda n: n not in reread and (listed is None or n in listed))
+    bad = {n: v for n, v in cached.bad.items() if still(n)}
     bad.update(new_bad)
-    # One take over [cached rows | re-read rows], in directory order (the listing is sorted):
-    # a row that was re-read takes its old place; rows re-read but gone, or no longer listed, go.
+    missing = {n for n in cached.missing if still(n)} | new_missing
+    # One take over [cached rows | re-read rows], in directory order (the listing is sorted),
+    # found with Arrow's hash lookups and sort rather than a Python loop over every row.
+    old = cached.names
+    n_old = len(old)
+    fresh = columns.text(new_names)
+    gone = _in(old, columns.text(sorted(reread)))
+    if listed is not None:
+        gone |= ~_in(old, columns.text(p.names))
+    kept = np.nonzero(~gone)[0]
+    candidates = pa.concat_arrays([columns.take(old, kept), fresh]) if len(fresh) else columns.take(old, kept)
+    source = np.concatenate([kept, n_old + np.arange(len(fresh), dtype=np.int64)])
+    order = columns.to_numpy(columns.compute("sort_indices", candidates))
+    index = source[order]
     everything = columns.concat([cached.table, *new_tables])
     keys_all = np.concatenate([cached.keys, *new_keys]) if new_keys else cached.keys
-    first_new = len(old_names)
-    where_new = {n: first_new + j for j, n in enumerate(new_names)}
-    known = set(old_names)
-    if all(n in known for n in new_names):      # updates in place: the old order holds
-        pairs = [(n, where_new.get(n, i)) for i, n in enumerate(old_names)
-                 if (listed is None or n in listed) and (n not in reread or n in where_new)]
-        names, index = [n for n, _ in pairs], [i for _, i in pairs]
-    else:                                        # new directories: sort them in
-        kept = [(n, i) for i, n in enumerate(old_names) if (listed is None or n in listed) and n not in reread]
-        pairs = sorted(kept + list(where_new.items()))
-        names, index = [n for n, _ in pairs], [i for _, i in pairs]
-    index_array = np.array(index, dtype=np.int64)
-    table = columns.take(everything, index_array) if index != list(range(len(index))) or len(index) != everything.num_rows \
-        else everything
-    return SweepRows(table, columns.text(names), keys_all[index_array], bad, changed=True)
+    return SweepRows(columns.take(everything, index), columns.take(candidates, order), keys_all[index],
+                     bad, missing, changed=True)
 
 
 def needs_saving(p: SweepPlan, rows: SweepRows) -> bool:
@@ -178,15 +192,8 @@ def needs_saving(p: SweepPlan, rows: SweepRows) -> bool:
 
 def save(p: SweepPlan, rows: SweepRows) -> str | None:
     """Write the sweep's cache (when needs_saving); returns where, or None."""
-    cached = p.cached
     if not needs_saving(p, rows):
         return None
-    if cached is not None and not rows.changed:
-        missing = cached.missing
-    else:
-        everything = set(p.names) if p.names is not None else (_known(cached) if cached is not None else set())
-        have = set(rows.names.to_pylist())
-        missing = {n for n in everything if n not in have and n not in rows.bad}
     return cache.save(p.sweep_dir, p.name, p.prefix, cache.Cached(
-        table=rows.table, names=rows.names, keys=rows.keys, bad=rows.bad, missing=missing,
+        table=rows.table, names=rows.names, keys=rows.keys, bad=rows.bad, missing=rows.missing,
         index=p.index, written_ns=p.started_ns, trials_mtime=p.trials_mtime))

@@ -376,6 +376,11 @@ def test_recollect_reads_only_what_the_index_names(tmp_path, small_sweeps_cached
     assert by_id.loc["big-3", "results.exact_accuracy"] == 0.99 and by_id.loc["big-7", "status"] == "failed"
     assert "big-100" in by_id.index and "big-11" not in by_id.index
     assert col.collect([sweep]).parsed == 0
+    # The trial that was running finishes (its directory was there, without a result).
+    _runner_writes(sweep, "pending", _result("big", 200))
+    fourth = col.collect([sweep])
+    assert fourth.parsed == 1 and "big-200" in set(fourth.frame["trial_id"])
+    pd.testing.assert_frame_equal(fourth.frame, _fresh(sweep))
 
 
 def test_rescan_checks_every_file_the_index_does_not_name(tmp_path, small_sweeps_cached):
