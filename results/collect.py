@@ -329,7 +329,8 @@ class _Collector:
                 # Chunks of its own: its rows become its cache, without other sweeps' columns.
                 self.order.append(("shared", parser.flush()))
                 start, first = len(parser.items), len(parser.chunks)
-                parser.add([(plan.path(n), name) for n in plan.reparse])
+                head, tail = plan.prefix, f"{os.sep}{RESULT}"
+                parser.add([(f"{head}{n}{tail}", name) for n in plan.reparse])
                 self.sources.append(_Source(start, len(parser.items), user, plan, range(first, parser.flush())))
                 self.order.append(("sweep", len(self.sources) - 1))
                 return
