@@ -216,24 +216,24 @@ start_slurmdbd() {
     fi
 }
 
-start_slurmctld() {
+start_daemon() {  # NAME: (re)start /usr/sbin/NAME unless it runs with the current configuration
+    local name=$1
     # A config change (AccountingStorageType in particular) needs a restart, not a reconfigure.
-    if pid_alive "$STATE/run/slurmctld.pid" && ((CONF_CHANGED == 0)); then say "slurmctld already runs"; else
-        stop_pidfile slurmctld "$STATE/run/slurmctld.pid"
-        say "starting slurmctld"
-        /usr/sbin/slurmctld 9>&-  # daemons must not inherit the lock
-        mark_started slurmctld
+    if pid_alive "$STATE/run/$name.pid" && ((CONF_CHANGED == 0)); then say "$name already runs"; else
+        stop_pidfile "$name" "$STATE/run/$name.pid"
+        say "starting $name on $HOST"
+        "/usr/sbin/$name" 9>&-  # daemons must not inherit the lock
+        mark_started "$name"
     fi
+}
+
+start_slurmctld() {
+    start_daemon slurmctld
     wait_for 30 slurmctld sh -c 'scontrol ping | grep -q UP'
 }
 
 start_slurmd() {
-    if pid_alive "$STATE/run/slurmd.pid" && ((CONF_CHANGED == 0)); then say "slurmd already runs"; else
-        stop_pidfile slurmd "$STATE/run/slurmd.pid"
-        say "starting slurmd on $HOST"
-        /usr/sbin/slurmd 9>&-  # daemons must not inherit the lock
-        mark_started slurmd
-    fi
+    start_daemon slurmd
     wait_for 30 "node $HOST to register" node_usable
 }
 

@@ -3,25 +3,15 @@ and, when enabled, Weights & Biases."""
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
-from jobs.atomic import write_text_atomic
 from jobs.errors import UserError
+from train.metrics import finite_or_none as _finite
+from train.metrics import truncate_progress, wandb_mode
 
 PROGRESS = "progress.jsonl"
-
-
-def _finite(v: Any) -> Any:
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
-def wandb_mode() -> str:
-    """WANDB_MODE wins; on a Slurm job offline (compute nodes often lack internet; `wandb sync`
-    uploads later); else online."""
-    return os.environ.get("WANDB_MODE") or ("offline" if os.environ.get("SLURM_JOB_ID") else "online")
 
 
 class Tracker:
@@ -30,7 +20,7 @@ class Tracker:
         self.path = trial_dir / PROGRESS if trial_dir else None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            _truncate(self.path, resume_step)
+            truncate_progress(self.path, resume_step)
         self.run = None
         if use_wandb and wandb_mode() != "disabled":
             try:
@@ -58,17 +48,3 @@ class Tracker:
     def close(self, exit_code: int = 0) -> None:
         if self.run is not None:
             self.run.finish(exit_code=exit_code)
-
-
-def _truncate(path: Path, step: int) -> None:
-    """Drop lines past the checkpoint we resume from: the lost work is redone and logged again."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                kept.append(line + "\n")
-        except (ValueError, AttributeError):    # a line cut short by a kill
-            continue
-    write_text_atomic(path, "".join(kept))

@@ -28,7 +28,7 @@ under `sweep:`. A value that looks like a search expression but is not one (`$po
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from jobs.errors import UserError
 from launcher.dialects.common import coerce_tree, join_key, make_dist, number
@@ -130,14 +130,19 @@ def leaf(cfg: Mapping[str, Any], *, key: str, file: str, dialect: str, warnings:
 
 
 def walk(tree: Mapping[str, Any], prefix: str, *, file: str, dialect: str, space: dict[str, Dist],
-         constants: dict[str, Any], warnings: list[str]) -> None:
-    """Every leaf of a config tree: `space:` mappings and `${ss:}` strings are searched, the rest constant."""
+         constants: dict[str, Any], warnings: list[str],
+         is_leaf: Callable[[Any], bool] = lambda v: isinstance(v, Mapping) and "space" in v,
+         make_leaf: Callable[[Mapping[str, Any], str], Dist] | None = None) -> None:
+    """Every leaf of a config tree: parameter leaves (CARBS `space:` mappings by default; Metta
+    passes its own test and builder) and `${ss:}` strings are searched, the rest is constant."""
+    make_leaf = make_leaf or (lambda value, key: leaf(value, key=key, file=file, dialect=dialect, warnings=warnings))
     for name, value in tree.items():
         key = join_key(prefix, name)
-        if isinstance(value, Mapping) and "space" in value:
-            space[key] = leaf(value, key=key, file=file, dialect=dialect, warnings=warnings)
+        if is_leaf(value):
+            space[key] = make_leaf(value, key)
         elif isinstance(value, Mapping) and value:
-            walk(value, key, file=file, dialect=dialect, space=space, constants=constants, warnings=warnings)
+            walk(value, key, file=file, dialect=dialect, space=space, constants=constants, warnings=warnings,
+                 is_leaf=is_leaf, make_leaf=make_leaf)
         else:
             v = inline_value(value, key=key, file=file, dialect=dialect, warnings=warnings)
             (space if isinstance(v, Dist) else constants)[key] = v

@@ -296,3 +296,19 @@ def dist_from_mapping(spec: Mapping[str, Any], *, file: str | None, key: str, di
     if "is_int" in kw:
         kw["is_int"] = bool(kw["is_int"])
     return make_dist(kind, file=file, key=key, dialect=dialect, **kw)
+
+
+def metric_and_goal(metric: Any, goal: Any, method: str, *, file: str | None, dialect: str, metric_key: str,
+                    goal_key: str) -> tuple[str | None, str]:
+    """The sweep's metric and goal, checked: a name, one a bayes search needs, maximize|minimize."""
+    if metric is not None and not isinstance(metric, str):
+        raise UserError(f"expected a metric name, got {metric!r}", file=file, key=metric_key, dialect=dialect,
+                        fix=f"write e.g. `{metric_key.rsplit('.', 1)[-1]}: eval/accuracy`")
+    if method == "bayes" and not metric:
+        raise UserError("a bayesian search needs a metric to optimise", file=file, key=metric_key, dialect=dialect,
+                        fix=f"add e.g. `{metric_key.rsplit('.', 1)[-1]}: eval/exact_accuracy` and a goal")
+    goal = "maximize" if goal is None else goal
+    if goal not in ("maximize", "minimize"):
+        raise UserError(f"unknown goal {goal!r}", file=file, key=goal_key, dialect=dialect,
+                        fix="use maximize or minimize")
+    return metric, goal

@@ -33,7 +33,7 @@ from typing import Any
 
 from jobs.errors import UserError
 from launcher.dialects.common import (KIND_ALIASES, check_key, check_unknown_keys, coerce_tree, flatten,
-                                      make_dist, number, parse_resources, positive_int, require_list,
+                                      make_dist, metric_and_goal, number, parse_resources, positive_int, require_list,
                                       require_mapping, split_command, sweep_name)
 from search.dist import Dist
 from launcher.spec import DEFAULT_COMMAND, SweepSpec
@@ -112,13 +112,8 @@ def parse(doc: dict, *, file: str) -> SweepSpec:
     # have been applied (launcher.dialects.finalize, launcher.plans.validate).
     n_trials = (positive_int(search["n_trials"], file=file, key="search.n_trials", dialect=DIALECT)
                 if "n_trials" in search else None)
-    metric = search.get("optimization_metric")
-    if method == "bayes" and not metric:
-        raise _err("a bayesian search needs an optimization_metric", file, "search.optimization_metric",
-                   "add e.g. `optimization_metric: success_rate`")
-    goal = search.get("goal", "maximize")
-    if goal not in ("maximize", "minimize"):
-        raise _err(f"unknown goal {goal!r}", file, "search.goal", "use maximize or minimize")
+    metric, goal = metric_and_goal(search.get("optimization_metric"), search.get("goal"), method, file=file,
+                                   dialect=DIALECT, metric_key="search.optimization_metric", goal_key="search.goal")
 
     environments: tuple[str, ...] = ()
     if doc.get("environments") is not None:

@@ -46,7 +46,7 @@ from typing import Any, Mapping
 from jobs.errors import UserError
 from launcher.dialects import NOT_SEARCH_KEYS, slug_name
 from launcher.dialects.common import coerce_number, join_key, make_dist, number, positive_int, split_command
-from launcher.dialects.carbs import check_center, inline_value, open_logit_bounds
+from launcher.dialects.carbs import check_center, open_logit_bounds, walk
 from search.dist import Dist
 from launcher.spec import DEFAULT_COMMAND, SweepSpec
 
@@ -161,15 +161,9 @@ def _is_leaf(value: Any) -> bool:
 
 def _walk(tree: Mapping[str, Any], prefix: str, *, file: str, space: dict[str, Dist],
           constants: dict[str, Any], warnings: list[str], scales: dict[str, Any]) -> None:
-    for name, value in tree.items():
-        key = join_key(prefix, name)
-        if _is_leaf(value):
-            space[key] = _leaf(value, key=key, file=file, warnings=warnings, scales=scales)
-        elif isinstance(value, Mapping) and value:
-            _walk(value, key, file=file, space=space, constants=constants, warnings=warnings, scales=scales)
-        else:
-            v = inline_value(value, key=key, file=file, dialect=DIALECT, warnings=warnings)
-            (space if isinstance(v, Dist) else constants)[key] = v
+    walk(tree, prefix, file=file, dialect=DIALECT, space=space, constants=constants, warnings=warnings,
+         is_leaf=_is_leaf,
+         make_leaf=lambda value, key: _leaf(value, key=key, file=file, warnings=warnings, scales=scales))
 
 
 def _command(header: Mapping[str, Any], *, file: str, dialect: str) -> tuple[str, ...]:

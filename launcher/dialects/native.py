@@ -50,7 +50,7 @@ from typing import Any, Mapping
 
 from jobs.errors import UserError
 from launcher.dialects.common import (check_key, check_unknown_keys, coerce_tree, dist_from_mapping,
-                                      flatten, make_dist, number, parse_resources, plain_name,
+                                      flatten, make_dist, metric_and_goal, number, parse_resources, plain_name,
                                       positive_int, require_list, require_mapping, split_command,
                                       sweep_name)
 from launcher.dialects.hydra_syntax import parse_value
@@ -222,15 +222,8 @@ def parse(doc: dict, *, file: str) -> SweepSpec:
     # A missing budget is not an error yet: `sweep launch --trials N` may supply it
     # (launcher.dialects.finalize checks it once the command line has been applied).
     n_trials = positive_int(doc["trials"], file=file, key="trials", dialect=DIALECT) if "trials" in doc else None
-    metric = doc.get("metric")
-    if metric is not None and not isinstance(metric, str):
-        raise _err(f"expected a metric name, got {metric!r}", file, "metric", "write e.g. `metric: eval/accuracy`")
-    if method == "bayes" and not metric:
-        raise _err("method bayes needs a metric to optimise", file, "metric",
-                   "add e.g. `metric: eval/exact_accuracy` and `goal: maximize`")
-    goal = doc.get("goal", "maximize")
-    if goal not in ("maximize", "minimize"):
-        raise _err(f"unknown goal {goal!r}", file, "goal", "use maximize or minimize")
+    metric, goal = metric_and_goal(doc.get("metric"), doc.get("goal"), method, file=file, dialect=DIALECT,
+                                   metric_key="metric", goal_key="goal")
 
     env_key, environments = ("data_path", ())
     if doc.get("environments") is not None:
