@@ -103,14 +103,6 @@ def parse_value(text: str, *, key: str | None = None, file: str | None = None,
     return _to_dist(override.value(), file=file, key=key, dialect=dialect)
 
 
-def is_sweep(text: str) -> bool:
-    """True when `text` is a Hydra sweep expression (not a plain value)."""
-    try:
-        return bool(_parser().parse_overrides([f"x={text}"])[0].is_sweep_override())
-    except Exception:  # noqa: BLE001 - anything unparsable is simply not a sweep
-        return False
-
-
 def parse_assignment(text: str, *, file: str | None = None,
                      dialect: str = "hydra") -> tuple[str, Dist | Any]:
     """`"a.b=1,2,3"` -> ("a.b", Dist(choice, values=(1, 2, 3))); `"+x=4"` -> ("+x", 4)."""

@@ -89,7 +89,7 @@ def test_solver_solves_known_puzzle_and_counts_solutions():
                         holed = full.copy()
                         for r, c in ((r1, c1), (r1, c2), (r2, c1), (r2, c2)):
                             holed[r * 9 + c] = 0
-                        assert solver.count_solutions(holed) == 2 == brute_count(holed)
+                        assert len(solver.solve(holed, limit=2).solutions) == 2 == brute_count(holed)
                         return
     pytest.fail("no swappable rectangle in the test grid")
 
@@ -97,15 +97,15 @@ def test_solver_solves_known_puzzle_and_counts_solutions():
 def test_solver_rejects_clashing_givens():
     bad = grid(PUZZLE)
     bad[1] = 5  # row 0 already has a 5
-    assert solver.count_solutions(bad) == 0
+    assert len(solver.solve(bad, limit=2).solutions) == 0
 
 
 def test_random_solutions_are_valid_and_differ():
     rng = random.Random(1)
     grids = [solver.random_solution(rng) for _ in range(20)]
-    assert all(valid(g) and solver.is_valid_solution(g) for g in grids)
+    assert all(valid(g) for g in grids)
     assert len({tuple(g) for g in grids}) == 20
-    assert not solver.is_valid_solution(grid(PUZZLE))
+    assert not valid(grid(PUZZLE))
 
 
 # --- generated puzzles ----------------------------------------------------------------------------
@@ -268,4 +268,4 @@ def test_max_blanks_makes_easy_puzzles_with_one_solution():
     assert blanks.max() <= 10 and blanks.min() >= 1
     for puzzle, full in zip(easy.puzzles.tolist(), easy.solutions.tolist()):
         assert all(p in (0, f) for p, f in zip(puzzle, full))
-        assert solver.count_solutions(puzzle, limit=2) == 1
+        assert len(solver.solve(puzzle, limit=2).solutions) == 1

@@ -154,10 +154,6 @@ def solve(grid: list[int], *, limit: int = 2, rng: random.Random | None = None) 
     return stats
 
 
-def count_solutions(grid: list[int], limit: int = 2) -> int:
-    return len(solve(grid, limit=limit).solutions)
-
-
 def difficulty(grid: list[int]) -> int:
     """Dead ends the solver meets while proving the solution unique: 0 = propagation alone solves it."""
     return solve(grid, limit=2).dead_ends
@@ -212,13 +208,3 @@ def dig(solution: list[int], rng: random.Random, max_blanks: int = 81) -> list[i
         else:
             blanks += 1
     return puzzle
-
-
-def is_valid_solution(grid: list[int]) -> bool:
-    """Every row, column and box holds 1..9 exactly once."""
-    if len(grid) != 81:
-        return False
-    for _, _, cells in _UNITS:
-        if sorted(grid[i] for i in cells) != list(range(1, 10)):
-            return False
-    return True

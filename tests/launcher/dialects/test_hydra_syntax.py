@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from jobs.errors import UserError
-from launcher.dialects.hydra_syntax import is_sweep, parse_assignment, parse_value
+from launcher.dialects.hydra_syntax import parse_assignment, parse_value
 from search.dist import Dist
 
 
@@ -44,7 +44,7 @@ def test_intervals_become_continuous_distributions(text, kind, low, high):
 ])
 def test_plain_values_are_constants(text, value):
     assert parse_value(text) == value
-    assert not is_sweep(text)
+    assert not isinstance(parse_assignment(f"k={text}")[1], Dist)
 
 
 def test_parse_assignment_keeps_key_prefixes():
@@ -52,7 +52,6 @@ def test_parse_assignment_keeps_key_prefixes():
     assert parse_assignment("+extra=4") == ("+extra", 4)
     key, d = parse_assignment("++opt@pkg=choice(x,y)")
     assert key == "++opt@pkg" and d.values == ("x", "y")
-    assert is_sweep("1,2")
 
 
 @pytest.mark.parametrize("text,match", [
