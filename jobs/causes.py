@@ -30,6 +30,7 @@ TIME_FIX = "raise `time:` in the cluster profile or the sweep's resources (or pa
 @dataclass(frozen=True)
 class Cause:
     kind: str          # oom | time_limit | cancelled | node_fail | preempted | program | diverged | pruned | lost
+    #                    | stopped
     summary: str       # one line
     fix: str | None = None
 
@@ -96,8 +97,11 @@ def cause_of(status: Any, sweep_dir: str | os.PathLike | None = None) -> Cause |
     first = error.splitlines()[0] if error else ""
     if first.startswith(_NOISE_PREFIXES):   # an error written as a bare traceback (older results)
         first = last_meaningful_line(error) or first
-    if state in (TrialState.COMPLETED, TrialState.RUNNING, TrialState.PENDING, TrialState.UNSUBMITTED):
+    if state in (TrialState.COMPLETED, TrialState.RUNNING, TrialState.PENDING, TrialState.UNSUBMITTED,
+                 TrialState.WAITING):
         return None
+    if state is TrialState.STOPPED:   # successive halving did not promote it (jobs.promote says why)
+        return Cause("stopped", f"stopped: {status.reason or 'not promoted'}")
     if state is TrialState.DIVERGED:
         return Cause("diverged", f"diverged: {first or 'the loss went NaN/Inf'}",
                      "lower the learning rate, or clip gradients")

@@ -11,6 +11,11 @@ On disk (version 2), one JSON object, written atomically on every change:
     {"version": 2, <every Settings field>, "trials": [Trial...], "submissions": [Submission...],
      "unsubmitted": "1000-5999"}
 
+Successive halving (method asha) adds "held": "64-191", the higher rungs' trials that wait for a
+promotion (jobs.promote). Neither the top-up nor `sweep resume` submits them; a promotion moves
+them out, under the sweep's lock. Such a manifest is written as version 3, so that an older
+slurmsweep refuses it instead of running every rung; without held trials it is version 2 as before.
+
 Version 1 manifests (no "version"; "schema": 1) are still read: local runs recorded as job id
 "local:<pid>" become `pid`, and "checkpoint_key" becomes `stages`. Stdlib only: every array task
 may read this module.
@@ -33,6 +38,7 @@ from search.dist import Dist
 from search.pruner import Pruner
 
 VERSION = 2
+HELD_VERSION = 3     # written instead of VERSION while trials are held for a promotion
 MANIFEST = "manifest.json"
 SPEC_COPY = "sweep.yaml"
 TRIALS = "trials"
@@ -123,7 +129,9 @@ def tasks_of(indices: list[int], *, offset: int, pack: int) -> dict[int, list[in
 @dataclass(frozen=True)
 class Stages:
     """Progressive training: the same trials run once per value of `key`, in order. Stage k+1 of
-    trial i starts from trial i's stage-k checkpoint, passed as `<checkpoint_key>=<path>`."""
+    trial i starts from trial i's stage-k checkpoint, passed as `<checkpoint_key>=<path>`.
+    Successive halving (method asha) keeps its rungs here too: stage k is rung k, and only the
+    trials that jobs.promote promotes run it."""
 
     key: str
     values: tuple[Any, ...]
@@ -325,6 +333,8 @@ class Manifest:
     # Trial indices not submitted yet because of the cluster's queue limits (compact ranges).
     unsubmitted: str = ""
     version: int = VERSION
+    # Trial indices that wait for a promotion (successive halving's higher rungs; compact ranges).
+    held: str = ""
 
     @property
     def name(self) -> str:
@@ -346,6 +356,9 @@ class Manifest:
     def unsubmitted_indices(self) -> list[int]:
         return expand_ranges(self.unsubmitted)
 
+    def held_indices(self) -> list[int]:
+        return expand_ranges(self.held)
+
     def latest_submissions(self) -> dict[int, Submission]:
         """{trial index: the latest submission that holds it} (resume appends newer ones)."""
         out: dict[int, Submission] = {}
@@ -365,16 +378,19 @@ class Manifest:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, **self.settings.to_dict(),
-                "trials": [t.to_dict() for t in self.trials],
-                "submissions": [s.to_dict() for s in self.submissions],
-                "unsubmitted": self.unsubmitted}
+        d = {"version": max(self.version, HELD_VERSION) if self.held else self.version, **self.settings.to_dict(),
+             "trials": [t.to_dict() for t in self.trials],
+             "submissions": [s.to_dict() for s in self.submissions],
+             "unsubmitted": self.unsubmitted}
+        if self.held:
+            d["held"] = self.held
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Manifest:
         return cls(settings=Settings.from_dict(d), trials=tuple(Trial.from_dict(t) for t in d.get("trials") or ()),
                    submissions=tuple(Submission.from_dict(s) for s in d.get("submissions") or ()),
-                   unsubmitted=str(d.get("unsubmitted") or ""))
+                   unsubmitted=str(d.get("unsubmitted") or ""), held=str(d.get("held") or ""))
 
 
 # --- reading and writing ----------------------------------------------------------------------------
@@ -398,7 +414,7 @@ def _load(sweep_dir: str | os.PathLike) -> dict[str, Any]:
                         fix="restore it from a backup; it is only written atomically, so this is disk damage") from None
     if not isinstance(data, dict) or "trials" not in data:
         raise UserError(f"{path} is not a slurmsweep manifest", fix="pass the directory `sweep launch` printed")
-    if int(data.get("version") or 1) > VERSION:
+    if int(data.get("version") or 1) > HELD_VERSION:
         raise UserError(f"{path} was written by a newer slurmsweep (manifest version {data['version']})",
                         fix="upgrade slurmsweep to read it")
     return data

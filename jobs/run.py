@@ -558,6 +558,10 @@ def main(argv: list[str] | None = None) -> int:
     sweep_dir = sweep_dir.absolute()
     settings, trials = load_task(sweep_dir, task_id, offset, token)
     code = run_task(sweep_dir, settings, trials, fork_python=True)  # this process is the runner
+    if settings.method == "asha":   # successive halving: submit the promotions this task's results earned
+        from jobs import promote
+
+        promote.after_task(sweep_dir, settings, trials)
     if under_slurm() and os.path.exists(os.path.join(sweep_dir, mf.WAITING_MARKER)):
         from jobs import topup
 

@@ -6,6 +6,8 @@ backend says (for Slurm: one `sacct` plus one `squeue` call, whatever the sweep'
           | the backend's live state           pending / running, or how its last run ended
           | pending                            if its submission is recorded but not confirmed yet
           | unsubmitted                        if no submission holds it (waiting for queue room)
+          | waiting / stopped                  if it is held for a promotion (successive halving:
+                                               jobs.promote says whether it may still climb)
           | lost                               if submitted but neither the backend nor the disk knows it
 
 A completed result whose sweep metric is NaN or infinite reads as diverged: it is flagged, and
@@ -89,6 +91,7 @@ class SweepStatus:
     accounting: bool = True            # False when sacct could not answer (accounting off)
     notes: list[str] = field(default_factory=list)
     gpu_hours_saved: float | None = None  # by early stopping, when any trial was pruned
+    rungs: list[Any] = field(default_factory=list)   # successive halving: jobs.promote.Rung per rung
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -112,6 +115,7 @@ class SweepStatus:
         return {"metric": self.metric, "counts": self.counts(), "total": len(self.trials),
                 "ended": self.ended(), "done": round(self.done_fraction(), 4), "active": len(self.active()),
                 "accounting": self.accounting, "notes": self.notes, "gpu_hours_saved": self.gpu_hours_saved,
+                **({"rungs": [r.to_dict() for r in self.rungs]} if self.rungs else {}),
                 "trials": [t.to_dict() for t in self.trials]}
 
 
@@ -192,7 +196,23 @@ def combine(manifest: Manifest, results: dict[str, dict[str, Any]], live: Live, 
         if st.state is TrialState.RUNNING and sweep_dir is not None:
             st.metric = latest_metric(sweep_dir, trial.id, metric)
         out.append(st)
-    return SweepStatus(trials=out, metric=metric, accounting=live.accounting, notes=list(live.notes))
+    rungs = _held(manifest, out) if manifest.settings.method == "asha" else []
+    return SweepStatus(trials=out, metric=metric, accounting=live.accounting, notes=list(live.notes), rungs=rungs)
+
+
+def _held(manifest: Manifest, out: list[TrialStatus]) -> list[Any]:
+    """Successive halving: a trial held for a promotion waits for it, or is stopped; and the rungs as
+    they stand (jobs.promote)."""
+    from jobs import promote
+
+    by_index = {st.trial.index: st for st in out}
+    values = {i: st.metric for i, st in by_index.items() if st.state is TrialState.COMPLETED}
+    for index, (state, why) in promote.held_states(manifest, {i: st.state for i, st in by_index.items()},
+                                                   values).items():
+        st = by_index[index]
+        if st.state is TrialState.UNSUBMITTED:    # nothing else is known of it: no result, no task
+            st.state, st.reason = state, why
+    return promote.ladder(manifest, {i: st.state for i, st in by_index.items()})
 
 
 def collect(sweep_dir: str | os.PathLike, manifest: Manifest | None = None, *, live: Any = None) -> SweepStatus:

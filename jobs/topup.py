@@ -106,6 +106,7 @@ def hand_back(sweep_dir: str | os.PathLike, indices: list[int]) -> None:
                 stack += children.get(by_index[i].id, [])
             results = read_results(sweep_dir, [by_index[i].id for i in wanted])
             back = {i for i in wanted if not TrialState.of_result(results.get(by_index[i].id, {})).is_final()}
+            back -= set(manifest.held_indices())   # successive halving: those wait for a promotion
             session.save(manifest.replace(unsubmitted=mf.compact_ranges(set(manifest.unsubmitted_indices()) | back)))
     except Exception as exc:  # noqa: BLE001 - `sweep resume` still finds them (no result, task ended)
         _say(f"could not hand trials back ({exc}); `sweep resume` will run them")

@@ -21,6 +21,9 @@ class TrialState(str, enum.Enum):
     DIVERGED = "diverged"          # the program stopped it: the loss went NaN/Inf
     PRUNED = "pruned"              # the sweep's pruner stopped it early
     LOST = "lost"                  # submitted, but neither Slurm nor the disk knows it
+    # Successive halving (ASHA): a trial of a higher rung runs only once its rung below ranks it.
+    WAITING = "waiting"            # not promoted yet: its rung below may still rank it (or it is due)
+    STOPPED = "stopped"            # not promoted, and never will be: its rung below is decided
 
     def __str__(self) -> str:        # reads as its value in messages, f-strings and JSON alike
         return self.value
@@ -37,10 +40,11 @@ class TrialState(str, enum.Enum):
 
     def is_ended(self) -> bool:
         """Nothing is running it and nothing will by itself: final, or failed for good."""
-        return not (self.is_active() or self is TrialState.UNSUBMITTED)
+        return not (self.is_active() or self in _NOT_STARTED)
 
     def needs_run(self) -> bool:
-        return not (self.is_active() or self.is_final())
+        """`sweep resume` submits it (a trial waiting for a promotion is jobs.promote's to submit)."""
+        return not (self.is_active() or self.is_final() or self is TrialState.WAITING)
 
     @classmethod
     def of_result(cls, result: dict) -> TrialState:
@@ -52,6 +56,8 @@ class TrialState(str, enum.Enum):
 
 
 _ACTIVE = frozenset({TrialState.PENDING, TrialState.RUNNING})
-_FINAL = frozenset({TrialState.COMPLETED, TrialState.DIVERGED, TrialState.PRUNED})
+# A stopped trial is a decision of the search, like a pruned one: final, without a result.
+_FINAL = frozenset({TrialState.COMPLETED, TrialState.DIVERGED, TrialState.PRUNED, TrialState.STOPPED})
+_NOT_STARTED = frozenset({TrialState.UNSUBMITTED, TrialState.WAITING})
 # What a swept program may report itself through jobs.runtime.write_metrics.
 PROGRAM_STATES = (TrialState.COMPLETED, TrialState.DIVERGED, TrialState.PRUNED)

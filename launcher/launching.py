@@ -215,9 +215,13 @@ def prepare(opts: LaunchOptions) -> Prepared:
     launch_args["max_parallel"] = max_parallel
     manifest = sweepdir.build_manifest(spec, trials, executor=executor, cluster=profile, workdir=os.getcwd(),
                                        max_attempts=opts.max_attempts, pack=pack, launch_args=launch_args)
+    from jobs.promote import hold_higher_rungs
+
+    manifest = hold_higher_rungs(manifest)   # successive halving: rungs above 0 wait for promotions
+    held = set(manifest.held_indices())
     backend = backends.get(executor)
-    plan = backend.plan(list(trials), SweepRef(sweep_dir, manifest), budget=profile.max_queued_jobs, pack=pack,
-                        max_parallel=max_parallel)
+    plan = backend.plan([t for t in trials if t.index not in held], SweepRef(sweep_dir, manifest),
+                        budget=profile.max_queued_jobs, pack=pack, max_parallel=max_parallel)
     return Prepared(opts, spec, spec_text, manifest, sweep_dir, plan, seed_drawn=drawn)
 
 
@@ -263,7 +267,8 @@ def launch(prep: Prepared, *, on_update: Callable[[Trial, str], None] | None = N
     if local_foreground and subs:
         from jobs.backends import local
 
-        done.outcome = local.run_pool(prep.sweep_dir, list(prep.manifest.trials),
+        held = set(prep.manifest.held_indices())
+        done.outcome = local.run_pool(prep.sweep_dir, [t for t in prep.manifest.trials if t.index not in held],
                                       max_parallel=prep.manifest.settings.max_parallel or 1, on_update=on_update)
     return done
 

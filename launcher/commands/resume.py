@@ -41,7 +41,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs import resume, slurm
+    from jobs import promote, resume, slurm
     from jobs.backends import SweepRef
     from jobs.state import collect
     from jobs.submission import open_sweep
@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         rp = resume.plan(status, sel.run, session.backend, SweepRef(sweep_dir, manifest),
                          budget=settings.cluster.max_queued_jobs - active, max_parallel=max_parallel)
         doc = _document(sweep_dir, status, sel, rp, session.reconciled)
+        doc["promoted"] = [p.child for p in promote.due(sweep_dir, session.manifest)]
         if args.dry_run:
             _print(args, doc, dry_run=True)
             return 0
@@ -87,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
         before = len(session.manifest.submissions)
         session.submit(rp.plan, unsubmitted=rp.plan.unsubmitted, foreground=local_foreground,
                        max_parallel=max_parallel)
+        # Successive halving: what the results rank now climbs a rung (with what is left of the queue).
+        doc["promoted"] = promote.promote_in(session, budget=settings.cluster.max_queued_jobs - active
+                                             - len(rp.plan.planned))
         submitted = list(session.manifest.submissions[before:])
     doc["submissions"] = [s.to_dict() for s in submitted]
     doc["submitted"] = len(rp.plan.planned)
@@ -137,7 +141,10 @@ def _print(args: argparse.Namespace, doc: dict[str, Any], *, dry_run: bool) -> N
               + (f", trials {rec['dropped']} never reached it" if rec["dropped"] else ""))
     if rec["duplicates_cancelled"]:
         print(f"  cancelled duplicate job(s) {', '.join(rec['duplicates_cancelled'])}")
-    if not n and not doc["cancel_stuck"]:
+    if doc.get("promoted"):
+        print(f"  {'would promote' if dry_run else 'promoted'} {len(doc['promoted'])} trial(s) to their next rung "
+              f"(successive halving): trials {mf.compact_ranges(doc['promoted'])}")
+    if not n and not doc["cancel_stuck"] and not doc.get("promoted"):
         print("nothing to resume: every trial has a final result or is queued")
     if doc["cancel_stuck"]:
         print(f"  {'would cancel' if dry_run else 'cancelled'} {len(doc['cancel_stuck'])} task(s) held behind "

@@ -28,12 +28,13 @@ INTERESTING_MAX = 60
 STATE_STYLE = {
     "completed": "green", "running": "cyan", "pending": "blue", "unsubmitted": "dim",
     "failed": "bold red", "timeout": "red", "preempted": "yellow", "cancelled": "magenta",
-    "lost": "bold magenta", "diverged": "yellow", "pruned": "dim yellow",
+    "lost": "bold magenta", "diverged": "yellow", "pruned": "dim yellow", "waiting": "dim cyan", "stopped": "dim",
 }
 # What the summary calls each state, in order of how far along a trial is.
 LABELS = {"completed": "completed", "diverged": "diverged", "pruned": "pruned", "running": "running",
           "pending": "queued", "unsubmitted": "waiting for room", "preempted": "preempted", "timeout": "timeout",
-          "cancelled": "cancelled", "failed": "failed", "lost": "lost"}
+          "cancelled": "cancelled", "failed": "failed", "lost": "lost", "waiting": "waiting for promotion",
+          "stopped": "stopped (not promoted)"}
 FAILURES = (TrialState.FAILED, TrialState.TIMEOUT, TrialState.CANCELLED, TrialState.LOST, TrialState.PREEMPTED,
             TrialState.DIVERGED)
 
@@ -108,7 +109,7 @@ def choose_rows(status: SweepStatus, show_all: bool, failed_only: bool = False) 
         return rows, len(status.trials) - len(rows) if failed_only else 0
     # Failures first (what the user must act on), then what is moving, then the rest.
     rank = {s: i for i, s in enumerate(("failed", "lost", "timeout", "cancelled", "preempted", "diverged",
-                                        "running", "pending", "pruned", "unsubmitted"))}
+                                        "running", "pending", "pruned", "unsubmitted", "waiting", "stopped"))}
     interesting = sorted((t for t in rows if t.state is not TrialState.COMPLETED),
                          key=lambda t: (rank.get(t.state.value, 99), t.trial.index))
     shown = interesting[:INTERESTING_MAX]
@@ -121,7 +122,7 @@ def _note(t: TrialStatus, sweep_dir: str) -> str:
         return cause.text()
     if t.warning:
         return t.warning
-    return (t.reason if t.state.is_active() else None) or ""
+    return (t.reason if t.state.is_active() or t.state is TrialState.WAITING else None) or ""
 
 
 # Columns in the order they are shown, and the order they are dropped when the terminal is narrow
@@ -188,6 +189,8 @@ def render(console: Any, status: SweepStatus, name: str, sweep_dir: str, show_al
     parts.append(Text.assemble(("━" * filled, "green"), ("━" * (width - filled), "grey23")))
     parts.append(Text.assemble((f"{ended}/{total} ended ({status.done_fraction():.0%})  ", "bold"),
                                *[(f"{LABELS[s]} {counts[s]}  ", STATE_STYLE.get(s, "")) for s in LABELS if counts.get(s)]))
+    if status.rungs:
+        parts.append(rung_table(status.rungs))
     parts += [Text(f"note: {n}", style="yellow") for n in status.notes]
     if status.gpu_hours_saved is not None:
         parts.append(Text(f"early stopping pruned {counts.get('pruned', 0)} trial(s), saving about "
@@ -199,11 +202,27 @@ def render(console: Any, status: SweepStatus, name: str, sweep_dir: str, show_al
     return Group(*parts)
 
 
+def rung_table(rungs: list[Any]) -> Any:
+    """Successive halving's ladder: per rung, the trials that entered it and what became of them."""
+    from rich.table import Table
+
+    table = Table(title="rungs (successive halving)", title_justify="left", pad_edge=False, show_edge=False)
+    for col in ("rung", "budget", "trials", "completed", "running/queued", "promoted", "waiting", "stopped"):
+        table.add_column(col, justify="right")
+    for r in rungs:
+        table.add_row(*(str(v) if v is not None else "-" for v in
+                        (r.rung, r.budget, r.trials, r.completed, r.active, r.promoted, r.waiting, r.stopped)))
+    return table
+
+
 def best_trial(status: SweepStatus, goal: str = "maximize") -> TrialStatus | None:
-    """The best completed trial by its (finite) metric."""
+    """The best completed trial by its (finite) metric; with rungs, of the highest rung reached."""
     done = [t for t in status.trials if t.state is TrialState.COMPLETED and t.metric is not None]
     if not done:
         return None
+    if status.rungs:   # a lower rung's value came from a smaller budget: not comparable
+        top = max(t.trial.stage for t in done)
+        done = [t for t in done if t.trial.stage == top]
     return (min if goal == "minimize" else max)(done, key=lambda t: t.metric)
 
 

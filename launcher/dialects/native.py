@@ -3,7 +3,7 @@
     # configs/sweeps/feudal_random.yaml   (tests/unit/test_native_dialect.py parses this example)
     name: feudal_random                  # default: the file name; names the sweep dir and trial ids
     command: python -m train             # string (shlex-split, never a shell) or a list
-    method: random                       # grid | random | bayes | baseline
+    method: random                       # grid | random | bayes | baseline | asha
                                          #   (default: grid, or random when `space:` is given)
     trials: 20                           # random/bayes: trials per environment
     seed: 0                              # seeds the plan (and repeat r's `seed=<seed + r>`)
@@ -25,6 +25,9 @@
     stages:                              # progressive: every trial once per value, in order,
       key: arch.halt_max_steps           #   stage k+1 starts from stage k's checkpoint
       values: [4, 8, 16]                 #   (passed as `checkpoint_path=...`, see checkpoint_key)
+    # rungs: {key: epochs, values: [4, 8, 16]}   # method asha instead of stages: every point runs
+    # eta: 2                             #   rung 0; the best 1/eta of each rung's results go on,
+                                         #   each from its own checkpoint (launcher.plans.asha)
     variants:                            # A/B: every variant at every point (what method: baseline
       baseline: {loss.feudal_loss_weight: 0.0}      #   compares; other methods accept it too)
       feudal: {loss.feudal_loss_weight: 0.1}
@@ -57,12 +60,12 @@ from launcher.dialects.hydra_syntax import parse_value
 from jobs.manifest import Stages
 from search.dist import Dist
 from search.pruner import PRUNERS, Pruner
-from launcher.plans import METHODS
+from launcher.plans import METHODS, asha
 from launcher.spec import DEFAULT_COMMAND, SweepSpec
 
 DIALECT = "native"
 KEYS = ("name", "description", "dialect", "command", "method", "trials", "seed", "metric", "goal",
-        "fixed", "grid", "space", "environments", "stages", "variants", "repeats", "seed_key",
+        "fixed", "grid", "space", "environments", "stages", "rungs", "eta", "variants", "repeats", "seed_key",
         "resources", "max_parallel", "pack", "pruner", "sampler", "options")
 
 
@@ -141,18 +144,40 @@ def _environments(value: Any, file: str | None) -> tuple[str, tuple[str, ...]]:
     return key, tuple(names)
 
 
-def _stages(value: Any, file: str | None) -> Stages:
-    tree = require_mapping(value, file=file, key="stages", dialect=DIALECT,
+def _stages(value: Any, file: str | None, section: str = "stages") -> Stages:
+    """`stages:` (progressive) or `rungs:` (asha): the same shape, a key and its values in order."""
+    tree = require_mapping(value, file=file, key=section, dialect=DIALECT,
                            example="{key: arch.halt_max_steps, values: [4, 8, 16]}")
-    check_unknown_keys(tree, ("key", "values", "checkpoint_key"), file=file, dialect=DIALECT, prefix="stages")
+    check_unknown_keys(tree, ("key", "values", "checkpoint_key"), file=file, dialect=DIALECT, prefix=section)
     if "key" not in tree or "values" not in tree:
-        raise _err("stages needs `key` and `values`", file, "stages",
-                   "write e.g. `stages: {key: arch.halt_max_steps, values: [4, 8, 16]}`")
-    key = check_key(tree["key"], file=file, dialect=DIALECT, where="stages.key")
-    dist = parse_dist(tree["values"], file=file, key="stages.values", grid=True)
+        raise _err(f"{section} needs `key` and `values`", file, section,
+                   f"write e.g. `{section}: {{key: arch.halt_max_steps, values: [4, 8, 16]}}`")
+    key = check_key(tree["key"], file=file, dialect=DIALECT, where=f"{section}.key")
+    dist = parse_dist(tree["values"], file=file, key=f"{section}.values", grid=True)
     ckpt = check_key(tree.get("checkpoint_key", "checkpoint_path"), file=file, dialect=DIALECT,
-                     where="stages.checkpoint_key")
+                     where=f"{section}.checkpoint_key")
     return Stages(key=key, values=dist.values, checkpoint_key=ckpt)
+
+
+def _rungs(doc: Mapping[str, Any], method: str, file: str | None) -> tuple[Stages | None, dict[str, Any]]:
+    """(stages, search options) of the file: `stages:` for progressive training, or for method asha
+    `rungs:` and `eta:` (kept as the stages and the search option `eta`, launcher.plans.asha)."""
+    if method != asha.METHOD:
+        for key in ("rungs", "eta"):
+            if doc.get(key) is not None:
+                raise _err(f"`{key}:` is for method asha (successive halving), not {method}", file, key,
+                           "set `method: asha`, or use `stages:` to run every trial through every value")
+        return (_stages(doc["stages"], file) if doc.get("stages") is not None else None), {}
+    if doc.get("stages") is not None:
+        raise _err("method asha takes `rungs:`, not `stages:`", file, "stages",
+                   "rename `stages:` to `rungs:` (only promoted trials climb them)")
+    if doc.get("rungs") is None:
+        raise _err("method asha needs `rungs:`", file, "rungs",
+                   "add e.g. `rungs: {key: arch.halt_max_steps, values: [4, 8, 16]}` and `eta: 2`")
+    options = {}
+    if doc.get("eta") is not None:
+        options[asha.ETA_KEY] = positive_int(doc["eta"], file=file, key="eta", dialect=DIALECT, minimum=2)
+    return _stages(doc["rungs"], file, "rungs"), options
 
 
 def _variants(value: Any, file: str | None) -> dict[str, dict[str, Any]]:
@@ -228,6 +253,7 @@ def parse(doc: dict, *, file: str) -> SweepSpec:
     env_key, environments = ("data_path", ())
     if doc.get("environments") is not None:
         env_key, environments = _environments(doc["environments"], file)
+    stages, rung_options = _rungs(doc, method, file)
     sampler = doc.get("sampler")
     if sampler is not None and not isinstance(sampler, str):
         raise _err(f"expected a sampler name, got {sampler!r}", file, "sampler", "write e.g. `sampler: tpe`")
@@ -236,15 +262,15 @@ def parse(doc: dict, *, file: str) -> SweepSpec:
         command=command, n_trials=n_trials,
         seed=None if doc.get("seed") is None else int(number(doc["seed"], file=file, key="seed", dialect=DIALECT, integer=True)),
         environments=environments, env_key=env_key,
-        stages=_stages(doc["stages"], file) if doc.get("stages") is not None else None,
+        stages=stages,
         variants=_variants(doc["variants"], file) if doc.get("variants") is not None else {},
         repeats=positive_int(doc.get("repeats", 1), file=file, key="repeats", dialect=DIALECT),
         seed_key=check_key(doc.get("seed_key", "seed"), file=file, dialect=DIALECT, where="seed_key"),
         metric=metric, goal=goal,
         pruner=_pruner(doc["pruner"], file) if doc.get("pruner") is not None else Pruner(),
         sampler=sampler,
-        search_options=dict(require_mapping(doc.get("options") or {}, file=file, key="options",
-                                            dialect=DIALECT, example="n_startup_trials: 10")),
+        search_options={**require_mapping(doc.get("options") or {}, file=file, key="options",
+                                          dialect=DIALECT, example="n_startup_trials: 10"), **rung_options},
         resources=_with_pack(parse_resources(doc.get("resources"), doc.get("max_parallel"), file=file,
                                              dialect=DIALECT), doc.get("pack"), file),
         dialect=DIALECT, source=file,

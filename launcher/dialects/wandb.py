@@ -30,6 +30,17 @@ when both are integers, else uniform. An integer `q` makes the values integers, 
 (its default q, 1.0, does not).
 The command's `${env}`, `${interpreter}` and `${program}` are resolved here; the `${args...}`
 macros are expanded per trial by jobs.argv.
+
+Hyperband for a program that checkpoints: our extension of `early_terminate` says so by naming the
+program's argument that starts it from a checkpoint. W&B stops runs inside one process; on Slurm a
+promotion is a new job, so such a file becomes successive halving across jobs (method asha,
+launcher.plans.asha): rungs at W&B's bracket budgets, passed as `budget_key` (default epochs).
+
+    early_terminate: {type: hyperband, min_iter: 4, max_iter: 16, eta: 2,
+                      checkpoint_key: checkpoint_path, budget_key: epochs}
+
+Rungs: min_iter, min_iter*eta, ... up to max_iter (or min_iter*eta**s); with max_iter and s
+only, max_iter/eta**s ... max_iter. Without `checkpoint_key` hyperband stays the in-process pruner.
 """
 from __future__ import annotations
 
@@ -39,7 +50,10 @@ from typing import Any, Mapping
 from jobs.argv import MACROS
 from jobs.errors import UserError
 from launcher.dialects import NOT_SEARCH_KEYS, slug_name
-from launcher.dialects.common import coerce_scalar, coerce_tree, join_key, make_dist, number, positive_int
+from launcher.dialects.common import (check_key, coerce_scalar, coerce_tree, join_key, make_dist, number,
+                                      positive_int)
+from jobs.manifest import Stages
+from launcher.plans import asha
 from launcher.spec import DEFAULT_COMMAND as SPEC_DEFAULT_COMMAND
 from search.dist import Dist
 from search.pruner import Pruner
@@ -209,9 +223,10 @@ def _pruner(cfg: Any, *, file: str) -> Pruner:
         raise UserError(f"only `type: hyperband` early termination exists, got {cfg!r}",
                         key="early_terminate", **kw, fix="write `early_terminate: {type: hyperband, min_iter: 3}`")
     for k in cfg:
-        if k not in ("type", "min_iter", "max_iter", "eta", "s", "strict"):
+        if k not in ("type", "min_iter", "max_iter", "eta", "s", "strict", *ASHA_FIELDS):
             raise UserError(f"unknown field {k!r}", key=f"early_terminate.{k}", **kw,
-                            fix="hyperband takes min_iter or max_iter (+ s), eta, strict")
+                            fix="hyperband takes min_iter or max_iter (+ s), eta, strict "
+                                "(and checkpoint_key, budget_key for a program that checkpoints)")
 
     def opt(name: str) -> int | None:
         v = cfg.get(name)
@@ -225,6 +240,46 @@ def _pruner(cfg: Any, *, file: str) -> Pruner:
     if eta < 2:
         raise UserError(f"eta must be at least 2, got {eta}", key="early_terminate.eta", **kw, fix="use eta: 3")
     return Pruner(kind="hyperband", min_iter=min_iter, max_iter=max_iter, eta=eta, s=s)
+
+
+# Our fields in `early_terminate`: the program resumes from `<checkpoint_key>=<dir>` (so hyperband runs
+# across jobs) with its budget passed as `<budget_key>=<rung budget>`.
+ASHA_FIELDS = ("checkpoint_key", "budget_key")
+
+
+def _rung_values(pruner: Pruner, *, file: str) -> tuple[int, ...]:
+    """Hyperband's rung budgets (see the module docstring)."""
+    kw = dict(file=file, dialect=DIALECT, key="early_terminate")
+    lo, hi = pruner.resource_bounds()
+    if hi is None:
+        raise UserError("hyperband across jobs needs its top budget", **kw,
+                        fix="add `max_iter: 16` (or `s: 2`: min_iter * eta**s)")
+    if pruner.min_iter is None:      # max_iter and s: W&B's brackets max_iter / eta**k
+        values = sorted({max(1, hi // pruner.eta ** k) for k in range(int(pruner.s or 0) + 1)})
+    else:
+        values, v = [], lo
+        while v <= hi:
+            values.append(v)
+            v *= pruner.eta
+    if len(values) < 2:
+        raise UserError(f"hyperband from {lo} to {hi} with eta {pruner.eta} leaves one rung", **kw,
+                        fix="raise max_iter (or s), or lower min_iter or eta")
+    return tuple(values)
+
+
+def _asha(cfg: Any, pruner: Pruner, method: str, *, file: str) -> tuple[Stages, dict[str, Any]] | None:
+    """Hyperband as successive halving across jobs, when the file says the program checkpoints."""
+    if not isinstance(cfg, Mapping) or cfg.get("checkpoint_key") is None:
+        return None
+    kw = dict(file=file, dialect=DIALECT)
+    if method == "bayes":
+        raise UserError("successive halving across jobs plans every trial's params at launch; a bayes search "
+                        "asks them as each trial starts", key="early_terminate.checkpoint_key", **kw,
+                        fix="use `method: random` (or grid), or drop checkpoint_key to stop runs in-process")
+    ckpt = check_key(cfg["checkpoint_key"], where="early_terminate.checkpoint_key", **kw)
+    budget = check_key(cfg.get("budget_key", "epochs"), where="early_terminate.budget_key", **kw)
+    stages = Stages(key=budget, values=_rung_values(pruner, file=file), checkpoint_key=ckpt)
+    return stages, {asha.ETA_KEY: pruner.eta}
 
 
 def parse(doc: dict[str, Any], *, file: str) -> SweepSpec:
@@ -269,6 +324,14 @@ def parse(doc: dict[str, Any], *, file: str) -> SweepSpec:
     if doc.get("run_cap") is not None:
         n_trials = positive_int(doc["run_cap"], key="run_cap", **kw)
     pruner = _pruner(doc["early_terminate"], file=file) if doc.get("early_terminate") else Pruner()
+    stages = None
+    rungs = _asha(doc.get("early_terminate"), pruner, method, file=file)
+    if rungs is not None:
+        # run_cap samples that many points; a grid without one runs every point at rung 0.
+        stages, pruner, method = rungs[0], Pruner(), asha.METHOD
+        search_options.update(rungs[1])
+        if str(doc.get("method", "")).strip().lower() == "grid":
+            n_trials = None
 
     if doc.get("command") is None and doc.get("program") in (None, ""):
         # Configs written for `wandb.agent(function=...)` have no program: run ours, Hydra-style.
@@ -281,4 +344,4 @@ def parse(doc: dict[str, Any], *, file: str) -> SweepSpec:
     return SweepSpec(
         name=slug_name(doc.get("name"), file), method=method, space=space, constants=constants,
         command=command, n_trials=n_trials, metric=metric, goal=goal, pruner=pruner, search_options=search_options,
-        dialect=DIALECT, source=file, extra=extra, warnings=tuple(warnings))
+        stages=stages, dialect=DIALECT, source=file, extra=extra, warnings=tuple(warnings))

@@ -4,12 +4,13 @@
     validate(spec) -> None          (what expand checks first; parsers call it to fail early)
 
 Order: environment (outermost), point (grid order or sample number), variant, repeat; then
-the whole list once per progressive stage. bayes trials carry no params (each array task asks
+the whole list once per progressive stage (or ASHA rung: launcher.plans.asha). bayes trials carry no params (each array task asks
 Optuna when it starts) but still get stable ids and indices from their replica number.
 """
 from __future__ import annotations
 
 from jobs.errors import UserError
+from launcher.plans import asha
 from launcher.plans.baseline import apply_variants
 from launcher.plans.grid import grid_points
 from launcher.plans.progressive import Point, build_trials
@@ -17,7 +18,7 @@ from launcher.plans.random import random_points, stream
 from launcher.spec import SweepSpec
 from jobs.manifest import Trial
 
-METHODS = ("grid", "random", "bayes", "baseline")
+METHODS = ("grid", "random", "bayes", "baseline", asha.METHOD)
 
 
 def _fail(spec: SweepSpec, message: str, key: str | None, fix: str) -> UserError:
@@ -47,7 +48,7 @@ def validate(spec: SweepSpec) -> None:
     if spec.environments:
         named.append(("environments", {spec.env_key: None}))
     if spec.stages is not None:
-        named.append(("stages", {spec.stages.key: None}))
+        named.append(("rungs" if spec.method == asha.METHOD else "stages", {spec.stages.key: None}))
     if spec.repeats > 1:
         named.append(("repeats", {spec.seed_key: None}))
     for section, keys in named:
@@ -56,6 +57,8 @@ def validate(spec: SweepSpec) -> None:
                 raise _fail(spec, f"{key!r} is set by both {owners[key]} and {section}", key,
                             f"keep {key!r} in one place")
             owners[key] = section
+    if spec.method == asha.METHOD:
+        asha.check(spec, lambda message, key, fix: _fail(spec, message, key, fix))
     if spec.stages is not None and not spec.stages.values:
         raise _fail(spec, "stages has no values", "stages.values", "list at least one stage value")
     if spec.method == "bayes":
@@ -69,9 +72,10 @@ def validate(spec: SweepSpec) -> None:
 
 def _base_points(spec: SweepSpec, env_number: int) -> list[tuple[dict, bool]]:
     """The method's points for one environment; the flag says whether they need a replica number."""
-    if spec.method in ("grid", "baseline"):
+    method = asha.base_method(spec) if spec.method == asha.METHOD else spec.method
+    if method in ("grid", "baseline"):
         return [(p, False) for p in grid_points(spec.space, source=spec.source, dialect=spec.dialect)]
-    if spec.method == "random":
+    if method == "random":
         rng = stream(spec.seed or 0, env_number)
         return [(p, True) for p in random_points(spec.space, spec.n_trials, rng)]
     return [({}, True) for _ in range(spec.n_trials)]  # bayes: asked at run time
