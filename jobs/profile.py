@@ -28,7 +28,12 @@ class ClusterProfile:
     partitions: dict[str, str] = field(default_factory=dict)
     # Generic resources per task, e.g. "gpu:1".
     gres: str | None = None
+    # CPUs per task; a trial of gpus_per_trial processes asks for that many times as many.
     cpus_per_task: int | None = None
+    # Processes per trial, one GPU each. Above 1 the task asks for that many GPUs (the gpu count of
+    # `gres`) and the runner starts the trial with torchrun (jobs.torchrun). None or 1: one process.
+    gpus_per_trial: int | None = None
+    # Memory of the whole task, whatever the number of processes.
     mem: str | None = None
     # Time limit per task (Slurm syntax, e.g. "12:00:00").
     time: str | None = None
@@ -71,3 +76,37 @@ class ClusterProfile:
 
     def replace(self, **changes: Any) -> ClusterProfile:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def processes(self) -> int:
+        """Processes (and GPUs) per trial."""
+        return self.gpus_per_trial or 1
+
+    def task_request(self) -> list[tuple[str, Any]]:
+        """[(sbatch option, value)] of RESOURCE_OPTIONS for one task, None where unset: what the
+        profile says, with the GPUs and CPUs of a trial that runs `processes` processes."""
+        values = {name: getattr(self, name) for name, _ in RESOURCE_OPTIONS}
+        if self.processes > 1:
+            values["gres"] = with_gpu_count(self.gres, self.processes)
+            values["cpus_per_task"] = (self.cpus_per_task or 1) * self.processes
+        return [(option, values[name]) for name, option in RESOURCE_OPTIONS]
+
+
+def with_gpu_count(gres: str | None, count: int) -> str:
+    """`gres` asking for `count` GPUs: 'gpu:1' -> 'gpu:4', 'gpu:a100l:1' -> 'gpu:a100l:4' (the type
+    is kept), 'gpu' -> 'gpu:4'; other resources are kept and 'gpu:4' is added when none is a GPU."""
+    entries = [e for e in (gres or "").split(",") if e.strip()]
+    found = False
+    for i, entry in enumerate(entries):
+        parts = entry.strip().split(":")
+        if parts[0] != "gpu":
+            continue
+        found = True
+        if len(parts) > 1 and parts[-1].isdigit():
+            parts[-1] = str(count)
+        else:
+            parts.append(str(count))
+        entries[i] = ":".join(parts)
+    if not found:
+        entries.append(f"gpu:{count}")
+    return ",".join(entries)

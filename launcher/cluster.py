@@ -22,7 +22,9 @@ RESOURCE_KEYS = {"partition": "partition", "gres": "gres", "time": "time", "mem"
                  "cpus_per_task": "cpus_per_task", "cpus": "cpus_per_task", "account": "account",
                  "qos": "qos", "constraint": "constraint", "max_parallel": "max_parallel",
                  "signal": "signal", "grace_s": "grace_s", "trial_time": "trial_time",
-                 "timeout_requeues": "timeout_requeues"}
+                 "timeout_requeues": "timeout_requeues", "gpus_per_trial": "gpus_per_trial"}
+# Profile fields that hold whole numbers: "4" from the command line (or a quoted YAML value) is 4.
+_INT_FIELDS = frozenset(f.name for f in dataclasses.fields(ClusterProfile) if f.type in ("int", "int | None"))
 # sbatch long options a profile's `sbatch:` escape hatch may use (letters, digits, dashes).
 _OPTION_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
@@ -89,7 +91,7 @@ def validate(profile: ClusterProfile, where: str) -> None:
         value = getattr(profile, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise UserError(f"must be a positive integer, not {value!r}", file=where, key=key)
-    for key in ("max_parallel", "cpus_per_task"):
+    for key in ("max_parallel", "cpus_per_task", "gpus_per_trial"):
         value = getattr(profile, key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise UserError(f"must be a positive integer, not {value!r}", file=where, key=key)
@@ -119,6 +121,8 @@ def with_resources(profile: ClusterProfile, resources: dict[str, Any], *, source
             raise UserError(f"must be a single value, not {value!r}", file=source, key=where)
         target = RESOURCE_KEYS.get(key) or RESOURCE_KEYS.get(str(key).replace("-", "_"))
         if target is not None:
+            if target in _INT_FIELDS and isinstance(value, str) and value.strip().isdigit():
+                value = int(value)
             changes[target] = value
             continue
         option = str(key).replace("_", "-")

@@ -26,7 +26,7 @@ from jobs.backends import Backend, Confirm, Live, LiveTask, SweepRef
 from jobs.backends.arrays import ArrayPlan, PlannedArray, plan_arrays
 from jobs.errors import SlurmError, UserError
 from jobs.manifest import Submission, Trial
-from jobs.profile import RESOURCE_OPTIONS, ClusterProfile
+from jobs.profile import ClusterProfile
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "slurm_templates" / "array.sbatch"
 TEMPLATE_VARS = ("job_name", "comment", "stage", "indices", "token", "sweep_dir", "output", "workdir", "signal",
@@ -68,11 +68,11 @@ def sbatch_value(value: Any, key: str) -> str:
 
 
 def resource_lines(profile: ClusterProfile) -> str:
+    # A trial of several processes (gpus_per_trial) asks for as many GPUs and CPUs per task.
     lines = []
-    for field_name, option in RESOURCE_OPTIONS:
-        value = getattr(profile, field_name)
+    for option, value in profile.task_request():
         if value is not None and value != "":
-            lines.append(f"#SBATCH --{option}={sbatch_value(value, field_name)}")
+            lines.append(f"#SBATCH --{option}={sbatch_value(value, option.replace('-', '_'))}")
     for option, value in profile.sbatch.items():
         if value is None or value is True:
             lines.append(f"#SBATCH --{option}")

@@ -10,7 +10,9 @@ from typing import Any
 # --<option> on the command line -> the resource it sets (launcher.cluster.with_resources).
 RESOURCE_FLAGS = (("mem", "memory per task, e.g. 8G"), ("time", "time limit per task, e.g. 02:00:00"),
                   ("partition", "partition to submit to"), ("gres", "generic resources per task, e.g. gpu:1"),
-                  ("cpus-per-task", "CPUs per task"), ("account", "account to charge"), ("qos", "quality of service"))
+                  ("cpus-per-task", "CPUs per task (per process with --gpus-per-trial)"),
+                  ("gpus-per-trial", "processes per trial, one GPU each: above 1 the trial runs under torchrun"),
+                  ("account", "account to charge"), ("qos", "quality of service"))
 
 
 def add_resource_options(parser: argparse.ArgumentParser) -> None:

@@ -39,3 +39,31 @@ def test_what_sbatch_would_refuse_or_the_runner_owns_is_refused(resources, match
 def test_a_command_line_resource_names_its_flag():
     with pytest.raises(UserError, match="--exlude"):
         with_resources(ClusterProfile(), {"exlude": "n1"}, source="command line")
+
+
+def test_processes_per_trial_from_a_sweep_file_a_profile_or_the_command_line(tmp_path):
+    assert with_resources(ClusterProfile(), {"gpus_per_trial": 4}, source="s.yaml").gpus_per_trial == 4
+    # The command line gives text: whole numbers are read as such (--cpus-per-task 8 as well).
+    p = with_resources(ClusterProfile(), {"gpus_per_trial": "2", "cpus_per_task": "8"}, source="command line")
+    assert (p.gpus_per_trial, p.cpus_per_task, p.processes) == (2, 8, 2)
+    assert ClusterProfile().processes == 1
+    for bad in (0, "two", 1.5, True):
+        with pytest.raises(UserError, match="positive integer"):
+            with_resources(ClusterProfile(), {"gpus_per_trial": bad}, source="s.yaml")
+    profile = tmp_path / "lab.yaml"
+    profile.write_text("gres: gpu:a100:1\ngpus_per_trial: 4\n")
+    assert load_profile(str(profile)).gpus_per_trial == 4
+    profile.write_text("gpus_per_trial: -1\n")
+    with pytest.raises(UserError, match="gpus_per_trial"):
+        load_profile(str(profile))
+
+
+def test_gpus_per_trial_on_the_command_line_of_launch_and_resume():
+    import argparse
+
+    from launcher.commands import add_resource_options, resources_from
+
+    parser = argparse.ArgumentParser()
+    add_resource_options(parser)
+    assert resources_from(parser.parse_args(["--gpus-per-trial", "4", "--mem", "64G"])) == {
+        "mem": "64G", "gpus_per_trial": "4"}

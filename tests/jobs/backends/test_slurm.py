@@ -72,6 +72,29 @@ def test_hostile_values_are_quoted_and_arrive_intact(tmp_path):
     assert "--time='1:00 $(touch" in text
 
 
+def resources_of(script: str) -> dict[str, str]:
+    return dict(line[len("#SBATCH --"):].split("=", 1) for line in script.splitlines()
+                if line.startswith("#SBATCH --") and "=" in line)
+
+
+@pytest.mark.parametrize("gres,cpus,expected", [
+    ("gpu:1", 4, ("gpu:4", "16")),                    # the Mila profile: 4 GPUs, 4 CPUs for each rank
+    ("gpu:a100l:1", 2, ("gpu:a100l:4", "8")),         # the GPU type is kept
+    (None, None, ("gpu:4", "4")),                     # nothing asked before: the GPUs, one CPU per rank
+    ("gpu:1,tmpdisk:10G", None, ("gpu:4,tmpdisk:10G", "4")),
+])
+def test_a_trial_of_several_processes_asks_for_its_gpus_and_cpus(gres, cpus, expected):
+    base = load_profile("mila").replace(gres=gres, cpus_per_task=cpus)
+    profile = with_resources(base, {"gpus_per_trial": 4}, source="s.yaml")
+    got = resources_of(backend.render_script(sweep_name="x", sweep_dir="/s", workdir="/w", stage=0, indices=[0],
+                                             token="ab12", profile=profile))
+    assert (got["gres"], got["cpus-per-task"]) == expected
+    assert profile.gres == gres and profile.cpus_per_task == cpus   # the profile as given: a resume renders it again
+    one = resources_of(backend.render_script(sweep_name="x", sweep_dir="/s", workdir="/w", stage=0, indices=[0],
+                                             token="ab12", profile=with_resources(base, {"gpus_per_trial": 1})))
+    assert one.get("gres") == gres and one.get("cpus-per-task") == (str(cpus) if cpus else None)
+
+
 def test_control_characters_are_refused():
     with pytest.raises(UserError, match="control character"):
         backend.render_script(sweep_name="x", sweep_dir="/tmp/a\nrm -rf /", workdir="/tmp", stage=0, token="ab12",
