@@ -12,6 +12,7 @@ memory; elsewhere (OverMemoryKill) a FAILED task killed by signal 9 whose Slurm 
 from __future__ import annotations
 
 import os
+import re
 import signal
 from dataclasses import dataclass
 TYPE_CHECKING = False  # typing costs a few ms at every array task's start; annotations are strings
@@ -48,18 +49,129 @@ def last_meaningful_line(text: str | None) -> str | None:
     return None
 
 
-def explain_exit(returncode: int, tail: str | None) -> str:
-    """'exit code 1: ValueError: lr must be positive', 'killed by signal 9 (SIGKILL)', ..."""
+def _exit_text(returncode: int) -> str:
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = "?"
-        head = f"killed by signal {-returncode} ({name})"
-    else:
-        head = f"exit code {returncode}"
+        return f"killed by signal {-returncode} ({name})"
+    return f"exit code {returncode}"
+
+
+def explain_exit(returncode: int, tail: str | None) -> str:
+    """'exit code 1: ValueError: lr must be positive', 'killed by signal 9 (SIGKILL)', ...; for a
+    trial under torchrun, the rank that failed first: 'rank 1: exit code 1: ValueError: ...'."""
+    failure = rank_failure(tail)
+    if failure is not None:
+        return failure.text()
     line = last_meaningful_line(tail)
+    head = _exit_text(returncode)
     return f"{head}: {line}" if line else head
+
+
+# --- torchrun (jobs.torchrun) ------------------------------------------------------------------
+# When a rank fails, torchrun's agent stops the others and ends with a ChildFailedError report whose
+# "Root Cause" names the rank that failed first and its exit code; its own lines come last, so the
+# last line of the log says nothing. With --tee (the runner's --role=rank) every rank's lines carry
+# `[rank<i>]:` (`[default<i>]:` with a user's own --tee); without, the rank's last words are the
+# lines just before the agent's first complaint.
+_ROOT_CAUSE = "Root Cause (first observed failure):"
+_RANK_PREFIX = re.compile(r"^\[[A-Za-z_]+?(\d+)\]:(.*)$")   # `[rank1]:`, never the report's `[1]:`
+_AGENT_LINE = re.compile(r"^[IWEF]\d{4} [\d:.]+ +\d+ \S*torch/distributed/elastic/")
+_C10_LOG = re.compile(r"^\[?[IW]\d{4} ")   # a rank's own info/warning lines from torch's C++ side
+
+
+@dataclass(frozen=True)
+class RankFailure:
+    rank: int
+    local_rank: int
+    exitcode: int
+    line: str | None     # the rank's last meaningful line
+
+    def text(self) -> str:
+        head = f"rank {self.rank}: {_exit_text(self.exitcode)}"
+        return f"{head}: {self.line}" if self.line else head
+
+
+def _report(text: str) -> tuple[list[str], list[str]] | None:
+    """(the lines before torchrun's last failure report, the report's Root Cause block), or None."""
+    lines = text.splitlines()
+    at = max((i for i, line in enumerate(lines) if line.strip() == _ROOT_CAUSE), default=None)
+    if at is None:
+        return None
+    block = []
+    for line in lines[at + 1:]:
+        if line.startswith("=" * 8):
+            break
+        if line.strip() and not re.fullmatch(r"\[\d+\]:", line.strip()):
+            block.append(line)
+    return lines[:at], block
+
+
+def _before_agent(lines: list[str]) -> list[str]:
+    """Unprefixed ranks: the lines before the agent's last run of complaints ('Sending process ...
+    closing signal', 'failed (exitcode ...)'), which it logs as soon as a rank fails."""
+    agent = {i for i, line in enumerate(lines) if _AGENT_LINE.match(line)}
+    if not agent:
+        return lines
+    start = max(agent)
+    while start - 1 in agent:
+        start -= 1
+    return lines[:start]
+
+
+def _field(block: list[str], name: str) -> str | None:
+    for line in block:
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == name:
+            return value.strip()
+    return None
+
+
+def _rank_lines(lines: list[str], local_rank: int, *, strip: bool = True) -> list[str] | None:
+    """The lines of one rank (without their prefix), or None when the ranks' lines carry no prefix."""
+    out, prefixed = [], False
+    for line in lines:
+        found = _RANK_PREFIX.match(line)
+        if found:
+            prefixed = True
+            if int(found.group(1)) == local_rank:
+                out.append(found.group(2) if strip else line)
+    return out if prefixed else None
+
+
+def rank_failure(text: str | None) -> RankFailure | None:
+    """The rank that failed first in a torchrun log, its exit code and its last meaningful line."""
+    if not text or _ROOT_CAUSE not in text:
+        return None
+    found = _report(text)
+    if found is None:
+        return None
+    before, block = found
+    rank = re.match(r"(\d+)(?: \(local_rank: (\d+)\))?", _field(block, "rank") or "")
+    code = re.match(r"(-?\d+)", _field(block, "exitcode") or "")
+    if not rank or not code:
+        return None
+    local = int(rank.group(2) if rank.group(2) is not None else rank.group(1))
+    own = _rank_lines(before, local)
+    words = own if own is not None else _before_agent(before)
+    line = last_meaningful_line("\n".join(w for w in words if not _C10_LOG.match(w) and not _AGENT_LINE.match(w)))
+    return RankFailure(int(rank.group(1)), local, int(code.group(1)), line)
+
+
+def rank_tail(text: str, lines: int) -> str:
+    """A failed torchrun trial's error tail: the last lines of the rank that failed first, then the
+    Root Cause block of torchrun's report. Any other text: its last `lines` lines."""
+    failure = rank_failure(text)
+    found = _report(text) if failure is not None else None
+    if found is None:
+        return "\n".join(text.rstrip().splitlines()[-lines:])
+    before, block = found
+    block = [_ROOT_CAUSE, *block]
+    own = _rank_lines(before, failure.local_rank, strip=False)
+    words = own if own is not None else _before_agent(before)
+    return "\n".join(words[-max(1, lines - len(block)):] + block)
 
 
 def _slurm_log_says_oom(sweep_dir: str | os.PathLike | None, task: str | None) -> bool:

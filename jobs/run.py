@@ -44,7 +44,7 @@ if __name__ == "__main__" and not __package__:
     # or site-packages) then goes on sys.path so that the stdlib-only `jobs` imports resolve.
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from jobs import inproc, stop
+from jobs import inproc, stop, torchrun
 from jobs import manifest as mf
 from jobs.atomic import write_text_atomic
 from jobs.manifest import Settings, Trial
@@ -55,6 +55,7 @@ FAILURES = "failures"    # in the trial directory: failed attempts so far (preem
 TIMEOUTS = "timeouts"    # in the trial directory: time-limit requeues so far
 LOG = "trial.log"
 ERROR_TAIL_LINES = 30
+RANKS_TAIL_LINES = 400   # of a torchrun trial: its report of a failed rank follows that rank's lines
 EXIT_FAILED, EXIT_STOPPED_EARLY = 1, 3
 # What a trial's run ended in, beyond its result status: the task then stops running trials.
 REQUEUE = "requeue"
@@ -99,16 +100,19 @@ def gpu_name() -> str | None:
 
 def trial_argv(sweep_dir: Path, settings: Settings, trial: Trial, *, write_json_file: bool = True) -> list[str]:
     """The argv of the trial's program; `${args_json_file}` is written into its trial directory
-    (a dry run passes write_json_file=False and only shows the path)."""
+    (a dry run passes write_json_file=False and only shows the path). A trial of several processes
+    (gpus_per_trial) runs under torchrun, and a command that starts torchrun itself is not wrapped
+    again (jobs.torchrun)."""
     from jobs.argv import render_argv, resolve_python
 
     overrides = dict(trial.overrides)
     if trial.parent:
         # Progressive stage: start from this trial's own previous stage.
         overrides.setdefault(settings.checkpoint_key, str(mf.trial_dir(sweep_dir, trial.parent) / mf.CHECKPOINTS))
-    return resolve_python(render_argv(list(settings.command), overrides,
-                                      json_file_dir=mf.trial_dir(sweep_dir, trial.id),
+    tdir = mf.trial_dir(sweep_dir, trial.id)
+    argv = resolve_python(render_argv(list(settings.command), overrides, json_file_dir=tdir,
                                       write_json_file=write_json_file))
+    return torchrun.command(argv, settings.cluster.processes, tdir / torchrun.LOG_DIR)
 
 
 def trial_env(sweep_dir: Path, settings: Settings, trial: Trial, attempt: int,
@@ -132,7 +136,8 @@ def trial_env(sweep_dir: Path, settings: Settings, trial: Trial, attempt: int,
         if settings.logging.get(key):
             env.setdefault(var, str(settings.logging[key]))
     env.update(extra or {})
-    return env
+    processes = torchrun.processes(settings.command, settings.cluster.gpus_per_trial)
+    return torchrun.environment(env, processes, wrapped=not torchrun.starts_torchrun(settings.command))
 
 
 # --- running one attempt ---------------------------------------------------------------------
@@ -200,14 +205,24 @@ def run_attempt(sweep_dir: Path, settings: Settings, trial: Trial, attempt: int,
             log.write(f"cannot start {argv[0]!r}: {exc}\n".encode())
             return {"returncode": 127, "metrics": None, "problem": f"cannot start {argv[0]!r}: {exc}",
                     "error_tail": str(exc), "runtime_s": 0.0}
+        ranks = torchrun.starts_torchrun(argv)
+        if ranks:
+            child = torchrun.Agent(child)   # stop signals go to every rank, not to torchrun's agent
         forwarder.adopt(child)
         returncode = child.wait()  # PEP 475: a forwarded signal does not interrupt the wait
         forwarder.release(child)
         runtime = time.monotonic() - started
         log.write(f"=== exit {returncode} after {runtime:.1f}s ===\n".encode())
     metrics, problem = _read_metrics(metrics_file)
-    return {"returncode": returncode, "metrics": metrics, "problem": problem,
-            "error_tail": _tail(log_path, start_offset), "runtime_s": runtime}
+    if ranks:
+        from jobs.causes import rank_tail
+
+        # torchrun's own report of a failed rank outgrows a plain tail: the rank's lines, then the report.
+        tail = rank_tail(_tail(log_path, start_offset, RANKS_TAIL_LINES), ERROR_TAIL_LINES)
+    else:
+        tail = _tail(log_path, start_offset)
+    return {"returncode": returncode, "metrics": metrics, "problem": problem, "error_tail": tail,
+            "runtime_s": runtime}
 
 
 def classify(outcome: dict[str, Any], metric: str | None = None) -> tuple[str, str | None, dict[str, Any]]:
@@ -429,10 +444,12 @@ def _run_claimed(sweep_dir: Path, settings: Settings, trial: Trial, tdir: Path, 
 
 # --- one task: its trials, one after another or side by side --------------------------------------
 
-def side_by_side() -> list[str]:
-    """The GPUs of this allocation when it holds several (each packed trial gets one), else []."""
-    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-    return visible if len(visible) > 1 else []
+def side_by_side(per_trial: int = 1) -> list[str]:
+    """The GPUs of this allocation, `per_trial` to a packed trial ('0,1', '2,3'), when they make
+    several such groups, else [] (a trial of several processes gets all its GPUs, not one)."""
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    groups = [",".join(visible[i:i + per_trial]) for i in range(0, len(visible) - per_trial + 1, per_trial)]
+    return groups if len(groups) > 1 else []
 
 
 def _task_end() -> float | None:
@@ -453,7 +470,7 @@ def run_task(sweep_dir: Path, settings: Settings, trials: list[Trial], *, fork_p
     forwarder = stop.Forwarder()
     statuses: list[str] = []
     packed = len(trials) > 1
-    devices = side_by_side() if packed else []
+    devices = side_by_side(torchrun.processes(settings.command, settings.cluster.gpus_per_trial)) if packed else []
     if devices:
         statuses = _run_side_by_side(sweep_dir, settings, trials, forwarder, devices)
     else:

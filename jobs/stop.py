@@ -116,6 +116,10 @@ class Forwarder:
     @staticmethod
     def send(child: Any, signum: int) -> None:
         if child.poll() is None:
+            deliver = getattr(child, "deliver", None)
+            if deliver is not None:   # a program that says where its signals go (jobs.torchrun.Agent)
+                deliver(signum)
+                return
             try:
                 os.killpg(child.pid, signum)
             except ProcessLookupError:

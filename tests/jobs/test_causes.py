@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from jobs import slurm
 from jobs.backends.slurm import live_tasks
-from jobs.causes import cause_of, explain_exit, last_meaningful_line
+from jobs.causes import cause_of, explain_exit, last_meaningful_line, rank_failure, rank_tail
 from jobs.manifest import Trial
 from jobs.state import TrialStatus
 from jobs.trial_state import TrialState
@@ -70,3 +70,74 @@ def test_time_limit_cancel_preemption_and_the_program_itself():
     assert cause_of(status(TrialState.DIVERGED, result=diverged)).summary.startswith("diverged: non-finite loss")
     assert cause_of(status(TrialState.COMPLETED, result={"status": "completed"})) is None
     assert cause_of(status(TrialState.LOST)).kind == "lost"
+
+
+# torchrun 2.13 when rank 1 of 2 fails (the runner's --tee=3 --role=rank): rank 0, stopped, fails in a
+# collective after rank 1 has gone; the agent's report comes last.
+AGENT_TRACEBACK = """Traceback (most recent call last):
+  File "<frozen runpy>", line 198, in _run_module_as_main
+  File "/venv/lib/python3.11/site-packages/torch/distributed/launcher/api.py", line 383, in launch_agent
+    raise ChildFailedError(
+torch.distributed.elastic.multiprocessing.errors.ChildFailedError: 
+============================================================
+/venv/bin/python FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-12-04_14:53:19
+  host      : cn-g001
+  rank      : 0 (local_rank: 0)
+  exitcode  : 1 (pid: 28068)
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-04_14:53:19
+  host      : cn-g001
+  rank      : 1 (local_rank: 1)
+  exitcode  : {code} (pid: 28069)
+  error_file: <N/A>
+  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html
+============================================================"""
+TORCHRUN_TEE = """=== attempt 0 job 12_0 node cn-g001 2026-12-04T14:53:10Z ===
+[rank0]:model: hrm_tiny, 1.2M params on cpu x2; global batch 16
+[rank1]:Traceback (most recent call last):
+[rank1]:  File "/w/train/pretrain.py", line 388, in training_step
+[rank1]:    raise ValueError("lr must be positive")
+[rank1]:ValueError: lr must be positive
+W1204 14:53:19.483000 27966 torch/distributed/elastic/multiprocessing/api.py:1028] Sending process 28068 closing signal SIGTERM
+[rank0]:[W1204 14:53:19.5 ProcessGroupGloo.cpp:123] Warning: peer gone
+[rank0]:RuntimeError: [../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer
+E1204 14:53:19.680000 27966 torch/distributed/elastic/multiprocessing/api.py:1002] failed (exitcode: 1) local_rank: 1 (pid: 28069) of binary: /venv/bin/python
+""" + AGENT_TRACEBACK.replace("{code}", "1")
+# A user's own `torchrun --nproc_per_node=2 prog.py`: no prefixes; rank 1 killed (the OOM killer).
+TORCHRUN_PLAIN = """hello from 1
+hello from 0
+loading shard 3
+W1204 14:56:00.668000 7829 torch/distributed/elastic/multiprocessing/api.py:1028] Sending process 7850 closing signal SIGTERM
+E1204 14:56:00.767000 7829 torch/distributed/elastic/multiprocessing/api.py:1002] failed (exitcode: -9) local_rank: 1 (pid: 7851) of binary: /venv/bin/python
+""" + AGENT_TRACEBACK.replace("{code}", "-9")
+
+
+def test_a_failed_rank_under_torchrun_is_named_with_its_own_last_line():
+    assert last_meaningful_line(TORCHRUN_TEE).startswith("=====")   # what the log's last line says
+    assert explain_exit(1, TORCHRUN_TEE) == "rank 1: exit code 1: ValueError: lr must be positive"
+    failure = rank_failure(TORCHRUN_TEE)
+    assert (failure.rank, failure.local_rank, failure.exitcode) == (1, 1, 1)
+    assert explain_exit(1, TORCHRUN_PLAIN) == "rank 1: killed by signal 9 (SIGKILL): loading shard 3"
+    assert rank_failure(TRACEBACK) is None and explain_exit(1, TRACEBACK).startswith("exit code 1: ValueError")
+
+
+def test_the_error_tail_of_a_failed_rank_is_its_own_lines_and_the_root_cause():
+    tail = rank_tail(TORCHRUN_TEE, 30).splitlines()
+    assert tail[:4] == ["[rank1]:Traceback (most recent call last):",
+                        '[rank1]:  File "/w/train/pretrain.py", line 388, in training_step',
+                        '[rank1]:    raise ValueError("lr must be positive")',
+                        "[rank1]:ValueError: lr must be positive"]
+    assert tail[4] == "Root Cause (first observed failure):" and "  rank      : 1 (local_rank: 1)" in tail
+    assert not any("rank0" in line or "Connection closed" in line for line in tail)
+    assert len(rank_tail(TORCHRUN_TEE, 9).splitlines()) == 9            # the block, and what room is left
+    plain = rank_tail(TORCHRUN_PLAIN, 30).splitlines()
+    assert plain[:3] == ["hello from 1", "hello from 0", "loading shard 3"] and "exitcode  : -9" in plain[-3]
+    assert rank_tail("a\nb\nc", 2) == "b\nc"                          # anything else: its last lines

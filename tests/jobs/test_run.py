@@ -273,3 +273,148 @@ def test_a_packed_task_runs_its_trials_in_turn_and_skips_finished_ones(tmp_path)
     # Run again (a requeued task): finished trials are skipped, nothing runs twice.
     subprocess.run([PY, "-m", "jobs.run", str(sweep), "0", "--array", "feed"], env=env, capture_output=True, timeout=60)
     assert (tmp_path / "starts").read_text().split() == starts
+
+
+# --- a trial of several processes: torchrun (jobs.torchrun) -----------------------------------------
+
+def settings_for(command: tuple[str, ...], gpus_per_trial: int | None) -> mf.Settings:
+    from jobs.profile import ClusterProfile
+
+    return mf.Settings(name="ranks", command=command, cluster=ClusterProfile(gpus_per_trial=gpus_per_trial))
+
+
+def test_a_trial_of_several_processes_runs_its_own_argv_under_torchrun_with_the_sweeps_python():
+    trial = Trial(id="t0", index=0, overrides={"lr": 0.1, "tag": "a b"})
+    one = run.trial_argv(Path("/s"), settings_for(("python", "-m", "train"), None), trial, write_json_file=False)
+    assert one == [PY, "-m", "train", "lr=0.1", "tag=a b"]
+    assert run.trial_argv(Path("/s"), settings_for(("python", "-m", "train"), 1), trial, write_json_file=False) == one
+    four = run.trial_argv(Path("/s"), settings_for(("python", "-m", "train"), 4), trial, write_json_file=False)
+    assert four == [PY, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=4",
+                    "--tee=3", "--role=rank", "--log_dir=/s/trials/t0/torchrun", "--no_python", *one]
+
+
+@pytest.mark.parametrize("command,expected", [
+    # torchrun as the first word means the sweep's interpreter; no rendezvous named: --standalone.
+    (("torchrun", "--nproc_per_node=4", "-m", "train"),
+     [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m", "train", "lr=0.1"]),
+    (("python", "-m", "torch.distributed.run", "--nproc-per-node", "2", "train.py"),
+     [PY, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "train.py", "lr=0.1"]),
+    # A rendezvous of its own is kept as written.
+    (("torchrun", "--standalone", "--nproc_per_node=4", "-m", "train"),
+     [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4", "-m", "train", "lr=0.1"]),
+    (("torchrun", "--rdzv-endpoint=localhost:0", "--rdzv-backend", "c10d", "--nproc_per_node=4", "x.py"),
+     [PY, "-m", "torch.distributed.run", "--rdzv-endpoint=localhost:0", "--rdzv-backend", "c10d",
+      "--nproc_per_node=4", "x.py", "lr=0.1"]),
+    # A torchrun given by path is that torchrun.
+    (("/opt/bin/torchrun", "--master_port=29600", "x.py"),
+     ["/opt/bin/torchrun", "--master_port=29600", "x.py", "lr=0.1"]),
+])
+def test_a_command_that_starts_torchrun_is_not_wrapped_again(command, expected):
+    trial = Trial(id="t0", index=0, overrides={"lr": 0.1})
+    for gpus in (None, 4):   # gpus_per_trial only sizes the allocation here
+        assert run.trial_argv(Path("/s"), settings_for(command, gpus), trial, write_json_file=False) == expected
+
+
+def test_ranks_share_the_tasks_cpus_and_bind_their_own_ports(monkeypatch):
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "8")
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")              # what the job script exports
+    monkeypatch.setenv("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    trial = Trial(id="t0", index=0)
+    env = run.trial_env(Path("/s"), settings_for(("python", "-m", "train"), 4), trial, 0)
+    assert env["OMP_NUM_THREADS"] == "2" and env["PYTHONUNBUFFERED"] == "1"
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in env   # torch would probe a port and let it go
+    # A user's torchrun with its own --nproc_per_node: its ranks share the CPUs; its output is its own.
+    own = run.trial_env(Path("/s"), settings_for(("torchrun", "--nproc_per_node=2", "x.py"), None), trial, 0)
+    assert own["OMP_NUM_THREADS"] == "4" and "PYTHONUNBUFFERED" not in own
+    one = run.trial_env(Path("/s"), settings_for(("python", "-m", "train"), None), trial, 0)
+    assert one["OMP_NUM_THREADS"] == "8" and one["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")                # set by the user: kept
+    assert run.trial_env(Path("/s"), settings_for(("python", "x.py"), 4), trial, 0)["OMP_NUM_THREADS"] == "3"
+
+
+@pytest.mark.parametrize("visible,per_trial,groups", [
+    ("0,1,2,3", 1, ["0", "1", "2", "3"]), ("0,1,2,3", 2, ["0,1", "2,3"]), ("0,1,2,3", 4, []),
+    ("0,1", 2, []), ("0,1,2", 2, []), ("", 2, []),
+])
+def test_packed_trials_side_by_side_get_their_gpus_in_groups(monkeypatch, visible, per_trial, groups):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert run.side_by_side(per_trial) == groups
+
+
+RANKS = r"""
+import os, sys, time
+from jobs import runtime
+stop = runtime.StopSignal.install()
+rank = int(os.environ["RANK"])
+print(f"rank {rank} of {os.environ['WORLD_SIZE']} up", flush=True)
+open(os.path.join(os.environ["SWEEP_TRIAL_DIR"], f"up.{rank}"), "w").write(str(os.getpid()))
+if sys.argv[1:] == ["mode=fail"] and rank == 1:
+    raise ValueError("rank one cannot go on")
+if sys.argv[1:] == ["mode=stop"]:
+    while not stop.requested:
+        time.sleep(0.02)
+    open(os.path.join(os.environ["SWEEP_CHECKPOINT_DIR"], f"ckpt.{rank}"), "w").write(str(stop.signum))
+    sys.exit(0)
+time.sleep(1 if rank == 0 else 0)
+if rank == 0:
+    runtime.write_metrics({"world": int(os.environ["WORLD_SIZE"])})
+"""
+
+
+def ranks_sweep(tmp_path: Path, mode: str) -> Path:
+    from jobs.profile import ClusterProfile
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    script = tmp_path / "ranks.py"
+    script.write_text(RANKS)
+    spec = SweepSpec(name="ranks", command=("python", str(script)))
+    trials = [Trial(id="t0", index=0, params={"mode": mode}, overrides={"mode": mode})]
+    manifest = sweepdir.build_manifest(spec, trials, executor="local", cluster=ClusterProfile(gpus_per_trial=2),
+                                       workdir=str(tmp_path), max_attempts=1)
+    return sweepdir.create(tmp_path / "sweep", manifest, "name: ranks\n")
+
+
+def test_two_ranks_complete_one_result_and_a_failed_rank_is_named(tmp_path):
+    sweep = ranks_sweep(tmp_path / "ok", "ok")
+    assert run_task(sweep, 0).returncode == 0
+    r = result(sweep)
+    assert r["status"] == "completed" and r["results"]["world"] == 2
+    log = (sweep / "trials" / "t0" / "trial.log").read_text()
+    assert "[rank0]:rank 0 of 2 up" in log and "[rank1]:rank 1 of 2 up" in log
+    assert list((sweep / "trials" / "t0" / "torchrun").rglob("stdout.log"))   # each rank's own output too
+
+    sweep = ranks_sweep(tmp_path / "fail", "fail")
+    assert run_task(sweep, 0).returncode == 1
+    r = result(sweep)
+    assert r["status"] == "failed"
+    # Not torchrun's last line ("=====") nor its exit code: the rank that failed and its last words.
+    assert r["error"].startswith("rank 1: exit code 1: ValueError: rank one cannot go on\n"), r["error"]
+    assert "[rank1]:ValueError: rank one cannot go on" in r["error"] and "exitcode  : 1" in r["error"]
+
+
+def test_a_stop_signal_reaches_every_rank_and_the_agent_waits_for_them(tmp_path):
+    sweep = ranks_sweep(tmp_path, "stop")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SWEEP_"))}
+    proc = subprocess.Popen([PY, "-m", "jobs.run", str(sweep), "0"], env=env, stderr=subprocess.PIPE, text=True)
+    tdir = sweep / "trials" / "t0"
+    deadline = time.time() + 60
+    while not ((tdir / "up.0").exists() and (tdir / "up.1").exists()):
+        assert time.time() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else ""
+        time.sleep(0.02)
+    # USR1 kills torchrun's agent where it is sent to the agent (the ranks would run on, orphaned).
+    proc.send_signal(signal.SIGUSR1)
+    try:
+        assert proc.wait(timeout=60) == 1
+        for rank in (0, 1):
+            assert (tdir / "checkpoints" / f"ckpt.{rank}").read_text() == str(int(signal.SIGUSR1))
+    finally:
+        for rank in (0, 1):   # never leave an orphaned rank behind, whatever happened
+            try:
+                os.kill(int((tdir / f"up.{rank}").read_text()), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+    log = (tdir / "trial.log").read_text()
+    assert "=== exit 0 after" in log and "SignalException" not in log   # the agent ended with its ranks
+    r = result(sweep)
+    assert r["status"] == "preempted" and "SIGUSR1" in r["error"]
