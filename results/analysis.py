@@ -348,3 +348,70 @@ def attach_manifest(frame: pd.DataFrame, manifest: Manifest | None) -> pd.DataFr
     if out["m_stage"].notna().any():
         out["stage"] = out["stage"].fillna(out["m_stage"]) if "stage" in out else out["m_stage"]
     return out.drop(columns=["m_env", "m_stage"])
+
+
+# --- successive halving (method asha) -----------------------------------------------------------
+
+def is_asha(manifest: Manifest | None) -> bool:
+    return manifest is not None and manifest.settings.method == "asha" and manifest.settings.stages is not None
+
+
+def best_candidates(frame: pd.DataFrame, metric: Metric, manifest: Manifest | None) -> pd.DataFrame:
+    """What the best is picked from (`sweep best`, the report): `ranked`, and for successive halving
+    only the highest rung any ranked trial reached (a lower rung's value came from a smaller budget)."""
+    good = ranked(frame, metric)
+    if not is_asha(manifest) or good.empty or "stage" not in good:
+        return good
+    stage = pd.to_numeric(good["stage"], errors="coerce")
+    return good[stage == stage.max()]
+
+
+def _gpus(manifest: Manifest | None) -> int:
+    from jobs.bayes import gpus_per_task
+
+    return gpus_per_task(manifest.settings.cluster.gres) if manifest else 1
+
+
+def rung_ladder(frame: pd.DataFrame, metric: Metric, manifest: Manifest) -> pd.DataFrame:
+    """Per rung: its budget, the trials that ran it, completed, promoted to the next rung, the best and
+    median metric, and the GPU-hours its runs took (runtime of each result's last attempt)."""
+    stages = manifest.settings.stages
+    held = set(manifest.held_indices())
+    good = ranked(frame, metric)
+    stage = pd.to_numeric(frame["stage"], errors="coerce") if "stage" in frame else pd.Series(0, index=frame.index)
+    good_stage = stage.loc[good.index]
+    runtime = pd.to_numeric(frame["runtime_s"], errors="coerce") if "runtime_s" in frame else stage * 0.0
+    rows = []
+    for r, budget in enumerate(stages.values):
+        at = stage == r
+        vals = good.loc[good_stage == r, metric.column].astype(float)
+        nxt = [t for t in manifest.trials if t.stage == r + 1]
+        rows.append({"rung": r, stages.key: budget, "ran": int(at.sum()), "completed": len(vals),
+                     "promoted": sum(t.index not in held for t in nxt) if r + 1 < len(stages.values) else None,
+                     "best": (vals.min() if metric.ascending else vals.max()) if len(vals) else float("nan"),
+                     "median": vals.median() if len(vals) else float("nan"),
+                     "gpu_hours": float(runtime[at].sum()) * _gpus(manifest) / 3600.0})
+    return pd.DataFrame(rows)
+
+
+def halving_compute(frame: pd.DataFrame, manifest: Manifest) -> tuple[float, float | None, str]:
+    """(GPU-hours spent, GPU-hours running every trial to the top rung would take, how the latter was
+    estimated). The estimate: rung-0 trials x the sum over rungs of the median completed run of each
+    rung (a promoted run's time is what climbing that rung costs, from its parent's checkpoint); None
+    while a rung has no completed run to measure."""
+    gpus = _gpus(manifest)
+    runtime = pd.to_numeric(frame["runtime_s"], errors="coerce") if "runtime_s" in frame else pd.Series(dtype=float)
+    spent = float(runtime.fillna(0).sum()) * gpus / 3600.0
+    stage = pd.to_numeric(frame["stage"], errors="coerce") if "stage" in frame else pd.Series(0, index=frame.index)
+    done = (frame["status"] == "completed") if "status" in frame else pd.Series(True, index=frame.index)
+    points = sum(t.stage == 0 for t in manifest.trials)
+    per_rung = []
+    for r in range(len(manifest.settings.stages.values)):
+        times = runtime[(stage == r) & done].dropna()
+        if times.empty:
+            return spent, None, f"not estimated yet: rung {r} has no completed run to measure"
+        per_rung.append(float(times.median()))
+    full = points * sum(per_rung) * gpus / 3600.0
+    how = (f"{points} trials x the median completed run of each rung ("
+           + " + ".join(f"{s:.3g} s" for s in per_rung) + f"){f', {gpus} GPUs per task' if gpus > 1 else ''}")
+    return spent, full, how

@@ -282,3 +282,31 @@ def sweeps_side_by_side(frame: pd.DataFrame, metric: Metric, path: str, by: str 
     ax.set_title(f"{metric.name} per sweep ({len(good)} completed trials)")
     ax.legend(fontsize=8, loc="best")
     return _save(fig, path)
+
+
+def rung_ladder(frame: pd.DataFrame, metric: Metric, path: str, budgets: tuple | None = None,
+                key: str | None = None) -> str | None:
+    """Successive halving: every completed run at its rung, each joined to its run of the rung below
+    (the checkpoint it climbed from); the best run of the top rung reached is starred."""
+    good = ranked(frame, metric)
+    if good.empty or "stage" not in good or "parent" not in good or good["stage"].nunique() < 2:
+        return None
+    value = dict(zip(good["trial_id"], good[metric.column].astype(float)))
+    rung = dict(zip(good["trial_id"], good["stage"].astype(int)))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for tid, parent in zip(good["trial_id"], good["parent"]):
+        if isinstance(parent, str) and parent in value:
+            ax.plot([rung[parent], rung[tid]], [value[parent], value[tid]], color="grey", alpha=0.4, lw=0.8)
+    ax.scatter(good["stage"].astype(int), good[metric.column].astype(float), s=12, alpha=0.7, zorder=2)
+    top = good[good["stage"].astype(int) == good["stage"].astype(int).max()].iloc[0]
+    ax.scatter([int(top["stage"])], [float(top[metric.column])], marker="*", s=180, color="black", zorder=3,
+               label=f"best: {top['trial_id']}")
+    stages = sorted(int(s) for s in good["stage"].unique())
+    labels = [f"{s}\n{key}={budgets[s]}" if budgets and key and s < len(budgets) else str(s) for s in stages]
+    ax.set_xticks(stages, labels)
+    ax.set_xlabel("rung")
+    ax.set_ylabel(f"{metric.name} ({'lower' if metric.ascending else 'higher'} is better)")
+    ax.set_title(f"Successive halving: {len(good)} completed runs")
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, path)

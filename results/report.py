@@ -3,7 +3,8 @@
 The report says which metric and goal it used and why, then: the best trial overall with the
 command that reruns it, best per environment and per stage, a Protein-style summary (best per
 rollout in submission order, the best so far), what each hyperparameter explained, the
-progressive stages compared, and the trials that failed, diverged or were pruned.
+progressive stages compared, successive halving's rung ladder, and the trials that failed, diverged or
+were pruned.
 """
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def _config_path(sweep_dir: str, row: pd.Series) -> str:
 
 def _section_best(lines: list[str], frame: pd.DataFrame, metric: an.Metric, manifest: Manifest | None,
                   sweep_dir: str, out_dir: str) -> None:
-    good = an.ranked(frame, metric)
+    good = an.best_candidates(frame, metric, manifest)
     lines += ["## Best overall", ""]
     if good.empty:
         lines += ["No completed trial has a finite value of this metric yet.", ""]
@@ -143,6 +144,32 @@ def _section_stages(lines: list[str], frame: pd.DataFrame, metric: an.Metric, ma
               "`improved`: how many trials got better.", "", to_markdown(table.map(_fmt)), ""]
 
 
+def _section_rungs(lines: list[str], frame: pd.DataFrame, metric: an.Metric, manifest: Manifest | None,
+                   figures: dict[str, str], figures_dir: str) -> None:
+    """Successive halving: the rung ladder, and what it spent against running every trial to the top."""
+    if not an.is_asha(manifest):
+        return
+    stages = manifest.settings.stages
+    from jobs.promote import eta_of
+
+    eta = eta_of(manifest.settings)
+    table = an.rung_ladder(frame, metric, manifest)
+    spent, full, how = an.halving_compute(frame, manifest)
+    lines += ["## Successive halving", "",
+              f"Rungs on `{stages.key}`, eta {eta}: a trial climbs a rung as soon as it ranks in the top 1/{eta} "
+              "of the rung's results so far, and starts from its own checkpoint of the rung below. "
+              "`ran`: trials that ran the rung; `promoted`: how many climbed to the next.", "",
+              to_markdown(table.map(_fmt)), ""]
+    if full:
+        lines += [f"GPU-hours: **{spent:.3g} spent**; running every trial to the top rung: about **{full:.3g}** "
+                  f"({how}), so successive halving used {spent / full:.0%} of that.", ""]
+    else:
+        lines += [f"GPU-hours spent: {spent:.3g}; every trial to the top rung: {how}.", ""]
+    path = fig.rung_ladder(frame, metric, os.path.join(figures_dir, "rung_ladder.png"), stages.values, stages.key)
+    if path:
+        figures["Successive halving: the rung ladder"] = path
+
+
 def _causes(sweep_dir: str, manifest: Manifest | None) -> dict[str, str]:
     """{trial id: why it did not complete, with the fix} from what the sweep's backend and files say
     (one sacct + one squeue for a Slurm sweep); {} without a manifest or when it cannot be asked."""
@@ -162,7 +189,9 @@ def _section_failures(lines: list[str], frame: pd.DataFrame, manifest: Manifest 
                       skipped: list[Skipped], sweep_dir: str) -> None:
     status = frame["status"].fillna("unknown") if "status" in frame else pd.Series("completed", index=frame.index)
     bad = frame[status != "completed"]
-    planned = {t.id for t in manifest.trials} if manifest else set()
+    # Trials successive halving did not promote never run: the rung section counts them.
+    held = set(manifest.held_indices()) if manifest else set()
+    planned = {t.id for t in manifest.trials if t.index not in held} if manifest else set()
     missing = planned - set(frame.get("trial_id", pd.Series(dtype=str)).dropna())
     lines += ["## Failed, diverged and pruned trials", ""]
     if bad.empty and not missing and not skipped:
@@ -232,6 +261,7 @@ def build_report(sweep_dir: str, out_dir: str | None = None, *, metric: str | No
     _section_rollouts(lines, frame, chosen, manifest, sweep_dir)
     _section_importance(lines, frame, chosen)
     _section_stages(lines, frame, chosen, manifest)
+    _section_rungs(lines, frame, chosen, manifest, figures, os.path.join(out_dir, "figures"))
     _section_failures(lines, frame, manifest, skipped, sweep_dir)
     lines += ["## Figures", ""]
     for title, path in figures.items():

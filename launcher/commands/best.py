@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
             if key not in frame:
                 raise UserError(f"--{key} {value}: the results carry no {key}", fix=f"drop --{key}")
             frame = frame[frame[key].astype(str) == str(value)]
-    good = an.ranked(frame, metric)
+    good = an.best_candidates(frame, metric, manifest)   # successive halving: of the highest rung reached
     if good.empty:
         raise UserError(f"no completed trial in {args.sweep_dir} has a finite {metric.name}",
                         fix="wait for trials to finish, or pick another --metric")

@@ -1,0 +1,88 @@
+"""`sweep report` and `sweep best` of a successive-halving sweep run for real on the local executor: the
+rung ladder, the GPU-hours against running every trial to the top rung, the best of the highest rung."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from jobs import manifest as mf
+from jobs.state import collect
+from launcher.cli import main
+from results import analysis as an
+
+PY = sys.executable
+PROGRAM = Path(__file__).resolve().parents[1] / "fixtures" / "asha_program.py"
+SPEC = """
+name: ladder
+method: asha
+trials: 8
+seed: 5
+metric: score
+space: {x: {distribution: uniform, min: 0, max: 1}}
+fixed: {delay: 0.01}
+rungs: {key: steps, values: [2, 4, 8]}
+eta: 2
+"""
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("asha")
+    (root / "spec.yaml").write_text(SPEC)
+    sweep = root / "sweep"
+    assert main(["launch", str(root / "spec.yaml"), "--executor", "local", "--dir", str(sweep), "--max-parallel", "2",
+                 "--command", f"{PY} {PROGRAM}", "--json"]) == 0
+    deadline = time.monotonic() + 120
+    while not all(t.state.is_ended() for t in collect(sweep).trials):    # promoted runs: background pools
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    return sweep
+
+
+@pytest.mark.slow
+def test_the_report_shows_the_rung_ladder_and_the_compute_against_every_trial_to_the_top(sweep, capsys):
+    assert main(["report", str(sweep)]) == 0
+    capsys.readouterr()
+    text = (sweep / "reports" / "report.md").read_text()
+    section = text.split("## Successive halving", 1)[1].split("\n## ", 1)[0]
+    m = mf.read_manifest(sweep)
+    held = set(m.held_indices())
+    ran = [sum(1 for t in m.trials if t.stage == r and t.index not in held) for r in range(3)]
+    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| ") and "rung" not in line]
+    assert [(int(r[0]), int(r[1]), int(r[2]), int(r[3])) for r in rows] == [(0, 2, ran[0], ran[0]), (1, 4, ran[1], ran[1]),
+                                                                           (2, 8, ran[2], ran[2])]
+    assert [r[4].strip() for r in rows] == [str(ran[1]), str(ran[2]), ""]
+    assert "spent**; running every trial to the top rung: about **" in section and "8 trials x" in section
+    assert (sweep / "reports" / "figures" / "rung_ladder.png").stat().st_size > 0
+    # The failures section does not list the trials successive halving stopped.
+    assert "have no result yet" not in text
+
+
+@pytest.mark.slow
+def test_best_comes_from_the_highest_rung_reached(sweep, capsys):
+    # Ranked lowest first, rung 0's short runs would win; a smaller budget is not comparable.
+    assert main(["best", str(sweep), "--goal", "min"]) == 0
+    out = capsys.readouterr()
+    m = mf.read_manifest(sweep)
+    top = [t for t in m.trials if t.stage == 2 and mf.result_path(sweep, t.id).exists()]
+    best = min(top, key=lambda t: json.loads(mf.result_path(sweep, t.id).read_text())["results"]["score"])
+    assert f"trial {best.id}" in out.err and "steps=8" in out.out
+
+
+def test_compute_counts_every_run_and_estimates_the_full_ladder_from_each_rungs_median():
+    m = mf.Manifest(settings=mf.Settings(name="s", command=("p",), method="asha", metric="score",
+                                         stages=mf.Stages(key="steps", values=(1, 2, 4))),
+                    trials=tuple(mf.Trial(id=f"t{i}", index=i, stage=i // 4) for i in range(12)))
+    frame = pd.DataFrame({"stage": [0, 0, 0, 0, 1, 1, 2], "status": ["completed"] * 6 + ["failed"],
+                          "runtime_s": [100.0, 120, 110, 90, 200, 220, 50]})
+    spent, full, how = an.halving_compute(frame, m)
+    assert spent == pytest.approx(890 / 3600)
+    assert full is None and "rung 2 has no completed run" in how          # nothing measured the top rung yet
+    frame.loc[6, "status"] = "completed"
+    spent, full, how = an.halving_compute(frame, m)
+    assert full == pytest.approx(4 * (105 + 210 + 50) / 3600) and how.startswith("4 trials x")
