@@ -356,9 +356,12 @@ if sys.argv[1:] == ["mode=stop"]:
         time.sleep(0.02)
     open(os.path.join(os.environ["SWEEP_CHECKPOINT_DIR"], f"ckpt.{rank}"), "w").write(str(stop.signum))
     sys.exit(0)
+go = os.path.join(os.environ["SWEEP_DIR"], "..", "..", "go")
+while sys.argv[1:] == ["mode=together"] and not os.path.exists(go):
+    time.sleep(0.02)
 time.sleep(1 if rank == 0 else 0)
 if rank == 0:
-    runtime.write_metrics({"world": int(os.environ["WORLD_SIZE"])})
+    runtime.write_metrics({"world": int(os.environ["WORLD_SIZE"]), "port": int(os.environ["MASTER_PORT"])})
 """
 
 
@@ -375,6 +378,7 @@ def ranks_sweep(tmp_path: Path, mode: str) -> Path:
     return sweepdir.create(tmp_path / "sweep", manifest, "name: ranks\n")
 
 
+@pytest.mark.slow   # torchrun's agent imports torch
 def test_two_ranks_complete_one_result_and_a_failed_rank_is_named(tmp_path):
     sweep = ranks_sweep(tmp_path / "ok", "ok")
     assert run_task(sweep, 0).returncode == 0
@@ -393,6 +397,7 @@ def test_two_ranks_complete_one_result_and_a_failed_rank_is_named(tmp_path):
     assert "[rank1]:ValueError: rank one cannot go on" in r["error"] and "exitcode  : 1" in r["error"]
 
 
+@pytest.mark.slow   # torchrun's agent imports torch
 def test_a_stop_signal_reaches_every_rank_and_the_agent_waits_for_them(tmp_path):
     sweep = ranks_sweep(tmp_path, "stop")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SWEEP_"))}
@@ -418,3 +423,25 @@ def test_a_stop_signal_reaches_every_rank_and_the_agent_waits_for_them(tmp_path)
     assert "=== exit 0 after" in log and "SignalException" not in log   # the agent ended with its ranks
     r = result(sweep)
     assert r["status"] == "preempted" and "SIGUSR1" in r["error"]
+
+
+@pytest.mark.slow   # torchrun's agent imports torch
+def test_two_trials_of_two_ranks_at_once_on_one_machine_meet_on_ports_of_their_own(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SWEEP_"))}
+    sweeps = [ranks_sweep(tmp_path / name, "together") for name in ("a", "b")]
+    procs = [subprocess.Popen([PY, "-m", "jobs.run", str(sweep), "0"], env=env, stderr=subprocess.PIPE, text=True)
+             for sweep in sweeps]
+    try:
+        deadline = time.time() + 60
+        while not all((sweep / "trials" / "t0" / f"up.{r}").exists() for sweep in sweeps for r in (0, 1)):
+            assert time.time() < deadline and all(p.poll() is None for p in procs)
+            time.sleep(0.02)
+        (tmp_path / "go").touch()   # all four ranks are up: both rendezvous stores are bound now
+        assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    finally:
+        (tmp_path / "go").touch()
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    ports = [result(sweep)["results"]["port"] for sweep in sweeps]
+    assert all(r["results"]["world"] == 2 for r in map(result, sweeps)) and ports[0] != ports[1]
