@@ -287,6 +287,7 @@ def main() -> int:
     work_root = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
     prog = work_root / "prog.py"
     prog.write_text(PROGRAM)
+    own = program_cpu(prog, work_root)   # untimed: the program alone, before the cluster is busy
     all_jobs: list[str] = []
     try:
         for r in range(args.repeats):
@@ -321,7 +322,6 @@ def main() -> int:
         else:
             shutil.rmtree(work_root, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in times.items()}
-    own = program_cpu(prog, work_root)
 
     def line(label: str, name: str) -> str:
         spread = f"({min(times[name]):.2f}-{max(times[name]):.2f})" if args.repeats > 1 else ""
