@@ -182,7 +182,8 @@ def _write_csv(t: pa.Table, path: str | os.PathLike) -> None:
     import pyarrow.csv
 
     t = C.display_text(t, bools=True)
-    split = t.num_rows >= _CSV_SPLIT and len(os.sched_getaffinity(0)) > 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    split = t.num_rows >= _CSV_SPLIT and cpus > 1
     half = t.num_rows // 2
     target = os.fspath(path)
     tmp = os.path.join(os.path.dirname(os.path.abspath(target)),
