@@ -542,3 +542,14 @@ def test_an_unwritable_sweep_keeps_its_cache_in_the_users_cache_dir(tmp_path):
                                                     [0, rcache.MIN_FILES]], [r.stderr for r in runs]
     assert not os.path.exists(os.path.join(sweep, "reports"))
     assert len(glob.glob(str(tmp_path / "cache" / "slurmsweep" / "collect" / "*-big.arrow"))) == 1
+
+
+def test_csv_in_two_halves_is_the_same_file(space, tmp_path, monkeypatch):
+    got = col.collect([space["root"], space["exp"]])
+    table.write(got.table, "csv", tmp_path / "one.csv")
+    monkeypatch.setattr(table, "_CSV_SPLIT", 2)               # two threads, even for a few rows
+    table.write(got.table, "csv", tmp_path / "two.csv")
+    table.write(got.frame, "csv", tmp_path / "frame.csv")     # from pandas: the same text too
+    one = (tmp_path / "one.csv").read_bytes()
+    assert one == (tmp_path / "two.csv").read_bytes() == (tmp_path / "frame.csv").read_bytes()
+    assert one.count(b"\n") == got.table.num_rows + 1 and not list(tmp_path.glob(".*.tmp"))
