@@ -19,6 +19,18 @@ there counts as budget + 1 (shown as ">B"), so a too-small budget understates th
 The sudoku objective is a real HRM training on CPU (`python -m train arch=hrm_tiny ...`),
 searching lr and weight decay on a 64-puzzle set it generates under data/sudoku-bench; it
 costs about a minute per trial on 2 CPU cores, so it is opt-in.
+
+`--asha` measures successive halving instead: the same sampled configurations (same seed) run
+once every one to the top rung (a random sweep at the top budget) and once as method asha
+(rungs 1/3/9/27, eta 3 by default: promotions decided by the finishing tasks, each climber
+resuming from its own checkpoint), on bench/objectives/curve.py, a synthetic learning curve with
+a known optimum whose curves cross (the best configurations learn slowly). Printed per seed: the
+best loss each found, the gap, the compute each used (training steps the program ran, resumed
+steps not counted again), the ratio; the goal is the same best within 1% at a third of the
+compute or less.
+
+    .venv/bin/python bench/search_efficiency.py --asha                  # 81 trials, 4 seeds (~3 min)
+    .venv/bin/python bench/search_efficiency.py --asha --rungs 4,8,16 --eta 2 --asha-trials 64
 """
 from __future__ import annotations
 
@@ -160,6 +172,107 @@ def one_seed(base: Path, obj: Objective, seed: int, args: argparse.Namespace) ->
             "seconds": time.monotonic() - started}
 
 
+# --- successive halving against every trial to the top rung ----------------------------------------
+
+CURVE = [PYTHON, str(ROOT / "bench/objectives/curve.py")]
+
+
+def curve_spec(method: str, trials: int, seed: int, rungs: list[int], eta: int) -> str:
+    """The same space and seed for both: method random (at the top budget) or asha samples the same points."""
+    doc = {"name": f"curve_{method}_{seed}", "command": CURVE, "method": method, "trials": trials, "seed": seed,
+           "metric": "value", "goal": "minimize", "space": _box(["x1", "x2", "x3"], 0.0, 1.0)}
+    if method == "asha":
+        doc.update(rungs={"key": "steps", "values": rungs}, eta=eta)
+    else:
+        doc["fixed"] = {"steps": rungs[-1]}
+    return json.dumps(doc, indent=1)
+
+
+def _runs(sweep: Path, manifest: mf.Manifest) -> list[dict]:
+    out = []
+    for t in manifest.trials:
+        try:
+            result = json.loads(mf.result_path(sweep, t.id).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            continue
+        if result.get("status") == "completed":
+            out.append({"stage": t.stage, "params": tuple(t.params[k] for k in ("x1", "x2", "x3")),
+                        **result["results"]})
+    return out
+
+
+def run_full(base: Path, seed: int, args: argparse.Namespace) -> list[dict]:
+    sweep, manifest = make_sweep(base, curve_spec("random", args.asha_trials, seed, args.rungs, args.eta))
+    local.run_pool(sweep, list(manifest.trials), max_parallel=args.parallel)
+    return _runs(sweep, manifest)
+
+
+def run_asha(base: Path, seed: int, args: argparse.Namespace) -> list[dict]:
+    """`sweep launch --executor local` of the asha file: rung 0 here, promotions in the pools the
+    finishing tasks start; waits until every trial completed or was stopped."""
+    from jobs.state import collect
+    from launcher import launching
+
+    text = curve_spec("asha", args.asha_trials, seed, args.rungs, args.eta)
+    spec_file = base / f"curve_asha_{seed}.yaml"
+    spec_file.write_text(text)
+    prep = launching.prepare(launching.LaunchOptions(items=[str(spec_file)], executor="local", dir=base / spec_file.stem,
+                                                     max_parallel=args.parallel))
+    launching.launch(prep)
+    deadline = time.monotonic() + 1800
+    while not all(t.state.is_ended() for t in collect(prep.sweep_dir).trials):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"asha seed {seed}: not settled after 30 minutes; see {prep.sweep_dir}")
+        time.sleep(0.5)
+    return _runs(prep.sweep_dir, mf.read_manifest(prep.sweep_dir))
+
+
+def asha_seed(base: Path, seed: int, args: argparse.Namespace) -> dict:
+    from bench.objectives.curve import optimum
+
+    started = time.monotonic()
+    full = run_full(base, seed, args)
+    full_s = time.monotonic() - started
+    asha = run_asha(base, seed, args)
+    top = len(args.rungs) - 1
+    best_full = min(r["value"] for r in full)
+    best_asha = min(r["value"] for r in asha if r["stage"] == top)
+    return {"seed": seed, "optimum": optimum(args.rungs[-1]), "best_full": best_full, "best_asha": best_asha,
+            "gap": (best_asha - best_full) / abs(best_full), "steps_full": sum(r["steps_run"] for r in full),
+            "steps_asha": sum(r["steps_run"] for r in asha),
+            "runs_asha": [sum(r["stage"] == k for r in asha) for k in range(top + 1)],
+            "seconds_full": full_s, "seconds_asha": time.monotonic() - started - full_s}
+
+
+def asha_main(args: argparse.Namespace) -> int:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="search_eff_asha_") as tmp:
+        base = Path(args.keep or tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for seed in range(args.seeds):
+            rows.append(asha_seed(base, seed, args))
+            print("row", json.dumps(rows[-1]), flush=True)
+    print(f"\nsuccessive halving (rungs {args.rungs}, eta {args.eta}) against every one of {args.asha_trials} trials "
+          f"to the top rung, on the learning-curve objective (loss, lower is better); compute = training steps run")
+    print(f"{'seed':>4} {'optimum':>8} {'best full':>10} {'best asha':>10} {'gap':>7} {'steps full':>11} "
+          f"{'steps asha':>11} {'ratio':>6} {'runs per rung':>16} {'wall full/asha':>15}")
+    for r in rows:
+        print(f"{r['seed']:>4} {r['optimum']:>8.4f} {r['best_full']:>10.4f} {r['best_asha']:>10.4f} {r['gap']:>6.2%} "
+              f"{r['steps_full']:>11} {r['steps_asha']:>11} {r['steps_asha'] / r['steps_full']:>6.3f} "
+              f"{'/'.join(map(str, r['runs_asha'])):>16} {r['seconds_full']:>7.0f}/{r['seconds_asha']:.0f}s")
+    within = sum(r["gap"] <= TOLERANCE for r in rows)
+    ratio = statistics.median(r["steps_asha"] / r["steps_full"] for r in rows)
+    print(f"\nmedian compute ratio asha/full {ratio:.3f} (goal <= 0.333: {'yes' if ratio <= 1 / 3 else 'no'}); "
+          f"best within {TOLERANCE:.0%} of the full run's in {within}/{len(rows)} seeds "
+          f"(goal: all: {'yes' if within == len(rows) else 'no'})")
+    print(f"load average at the start: {load:.1f} (wall times are noisy on a shared machine; the steps are not)")
+    if args.json:
+        print(json.dumps(rows))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--objectives", default="branin,hartmann6", help="comma list of: " + ", ".join(OBJECTIVES))
@@ -172,7 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--parallel", type=int, default=2, help="seeds run at once (each is sequential)")
     p.add_argument("--keep", metavar="DIR", help="keep the sweep directories under DIR")
     p.add_argument("--json", action="store_true", help="also print the rows as JSON")
+    p.add_argument("--asha", action="store_true", help="successive halving against every trial to the top rung")
+    p.add_argument("--asha-trials", type=int, default=81, help="--asha: configurations sampled")
+    p.add_argument("--rungs", default="1,3,9,27", help="--asha: the rung budgets (steps)")
+    p.add_argument("--eta", type=int, default=3, help="--asha: keep the top 1/eta of each rung")
     args = p.parse_args(argv)
+    if args.asha:
+        args.rungs = [int(v) for v in args.rungs.split(",")]
+        return asha_main(args)
     names = [n.strip() for n in args.objectives.split(",") if n.strip()]
     unknown = [n for n in names if n not in OBJECTIVES]
     if unknown:
