@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 TYPE_CHECKING = False  # typing costs a few ms at every array task's start; annotations are strings
 if TYPE_CHECKING:
-    from typing import Any, Iterable
+    from collections.abc import Iterable
+    from typing import Any
 
     from jobs.manifest import Manifest, Settings, Trial
     from jobs.submission import Session
@@ -163,8 +164,8 @@ def held_states(manifest: Manifest, states: dict[int, TrialState], values: dict[
             decided[group] = all(state.get(i, TrialState.UNSUBMITTED).is_ended() for i in members[group])
         if t.index in due:
             p = due[t.index]
-            what = (TrialState.WAITING, f"promotion due (rank {p.rank} of {p.of} at rung {below}): the next "
-                                        "finishing task or `sweep resume` submits it")
+            what = (TrialState.WAITING, (f"promotion due (rank {p.rank} of {p.of} at rung {below}): the next "
+                                         "finishing task or `sweep resume` submits it"))
         elif before is TrialState.STOPPED:
             what = (TrialState.STOPPED, f"not promoted to rung {below}")
         elif before.is_final() and before is not TrialState.COMPLETED:

@@ -13,7 +13,9 @@ The points are a random sample when the spec gives a number of trials, else a gr
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import itertools
+from collections.abc import Callable
+from typing import Any
 
 from jobs.errors import UserError
 from launcher.spec import SweepSpec
@@ -41,7 +43,7 @@ def check(spec: SweepSpec, fail: Callable[[str, str | None, str], UserError]) ->
                    "add e.g. `rungs: {key: arch.halt_max_steps, values: [4, 8, 16]}` (or key: epochs)")
     values = rungs.values
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
-            or any(b <= a for a, b in zip(values, values[1:])):
+            or any(b <= a for a, b in itertools.pairwise(values)):
         raise fail(f"rung budgets must be numbers that grow, got {list(values)}", "rungs.values",
                    "list each rung's budget once, smallest first, e.g. [4, 8, 16]")
     eta = spec.search_options.get(ETA_KEY, DEFAULT_ETA)

@@ -40,7 +40,7 @@ def wait_for(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            print(subprocess.run(["squeue"], capture_output=True, text=True).stdout)
+            print(subprocess.run(["squeue"], check=False, capture_output=True, text=True).stdout)
             pytest.fail(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.2)
 
