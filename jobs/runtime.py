@@ -100,14 +100,15 @@ class StopSignal:
 
 
 def write_metrics(metrics: dict[str, Any], *, status: str = "completed", error: str | None = None) -> None:
-    """Atomically write the metrics object to $SWEEP_RESULT_FILE (no-op outside a sweep).
+    """Atomically write the metrics object to $SWEEP_RESULT_FILE (no-op outside a sweep, and on
+    every torchrun rank but rank 0: a trial has one result).
 
     `status` "diverged" or "pruned" tells the runner the run ended early on purpose.
     """
     if status not in PROGRAM_STATUSES:
         raise ValueError(f"status must be one of {PROGRAM_STATUSES}, not {status!r}")
     target = _path("SWEEP_RESULT_FILE")
-    if target is None:
+    if target is None or _int("RANK") != 0:
         return
     payload = {k: v for k, v in metrics.items() if k not in RESERVED_KEYS}
     if _last_step is not None:

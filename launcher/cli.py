@@ -21,19 +21,22 @@ def _available() -> list[str]:
     return found
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI, or with `only` the one subcommand about to run (its module alone is
+    imported: `sweep collect` pays for no other command's imports)."""
     parser = argparse.ArgumentParser(
         prog="sweep",
         description="Hyperparameter sweeps on Slurm job arrays: launch, watch, resume, collect.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name in _available():
+    for name in [only] if only else _available():
         importlib.import_module(f"launcher.commands.{name}").add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     try:
         code = int(args.run(args) or 0)

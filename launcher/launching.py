@@ -288,5 +288,6 @@ def dry_run_document(prep: Prepared) -> dict[str, Any]:
                    for t in prep.manifest.trials],
         "submissions": [a.to_dry_run() for a in prep.plan.arrays],
         "unsubmitted": mf.compact_ranges(prep.plan.unsubmitted),
+        "held": prep.manifest.held,
         "warnings": list(prep.spec.warnings),
     }

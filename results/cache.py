@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 from pyarrow._compute import ReplaceSliceOptions
 
+from jobs.atomic import replacing
 from results import columns
 
 # Bump when the parser's output or this file's layout changes: older caches are then ignored.
@@ -133,17 +134,9 @@ def save(sweep_dir: str, name: str, prefix: str, cached: Cached) -> str | None:
     for path in (own, mine):
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-            try:
-                with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, table.schema, options=_WRITE) as writer:
-                    writer.write_table(table)
-                os.replace(tmp, path)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            with (replacing(path, fsync=False) as tmp, pa.OSFile(tmp, "wb") as sink,
+                  pa.ipc.new_file(sink, table.schema, options=_WRITE) as writer):
+                writer.write_table(table)
             return path
         except (OSError, pa.ArrowException):
             continue

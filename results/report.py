@@ -132,8 +132,8 @@ def _section_importance(lines: list[str], frame: pd.DataFrame, metric: an.Metric
 
 
 def _section_stages(lines: list[str], frame: pd.DataFrame, metric: an.Metric, manifest: Manifest | None) -> None:
-    if "stage" not in frame or frame["stage"].nunique(dropna=True) < 2:
-        return
+    if "stage" not in frame or frame["stage"].nunique(dropna=True) < 2 or an.is_asha(manifest):
+        return   # successive halving has its own section: the rung ladder
     table = an.stage_summary(frame, metric)
     stages = manifest.settings.stages if manifest else None
     if stages is not None and stages.key and stages.values:

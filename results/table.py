@@ -20,7 +20,7 @@ from typing import Any, Iterable
 import numpy as np
 import pyarrow as pa
 
-from jobs.atomic import write_bytes_atomic
+from jobs.atomic import replacing, write_bytes_atomic
 from jobs.errors import UserError
 from results import columns as C
 
@@ -178,17 +178,14 @@ def _csv(t: pa.Table) -> pa.Buffer:
 
 def _write_csv(t: pa.Table, path: str | os.PathLike) -> None:
     """The CSV straight into a temporary file beside `path` (the second half rendered on
-    another thread meanwhile), fsync, rename: atomic, and no 40 MB copy through Python."""
+    another thread meanwhile), fsync, rename (jobs.atomic.replacing): no 40 MB copy through Python."""
     import pyarrow.csv
 
     t = C.display_text(t, bools=True)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     split = t.num_rows >= _CSV_SPLIT and cpus > 1
     half = t.num_rows // 2
-    target = os.fspath(path)
-    tmp = os.path.join(os.path.dirname(os.path.abspath(target)),
-                       f".{os.path.basename(target)}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    try:
+    with replacing(path) as tmp:
         if split:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -200,18 +197,6 @@ def _write_csv(t: pa.Table, path: str | os.PathLike) -> None:
         else:
             with pa.OSFile(tmp, "wb") as sink:
                 pyarrow.csv.write_csv(t, sink, _csv_options(True))
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _parquet(t: pa.Table) -> pa.Buffer:

@@ -58,19 +58,13 @@ def time_minutes(text: str | int | None) -> int | None:
 
 def executor_parameters(profile: ClusterProfile, name: str, max_parallel: int | None) -> dict[str, Any]:
     params: dict[str, Any] = {"name": name, "slurm_signal_delay_s": profile.grace_s}
-    if profile.time:
-        params["timeout_min"] = time_minutes(profile.time)
-    if profile.partition:
-        params["slurm_partition"] = profile.partition
-    if profile.gres:
-        params["slurm_gres"] = profile.gres
-    if profile.cpus_per_task:
-        params["cpus_per_task"] = profile.cpus_per_task
-    if profile.mem:
-        params["slurm_mem"] = profile.mem
-    for key in ("account", "qos", "constraint"):
-        if getattr(profile, key):
-            params[f"slurm_{key}"] = getattr(profile, key)
+    # The same request as the Slurm backend's (a trial of N processes: N GPUs, N x the CPUs).
+    request = {option: value for option, value in profile.task_request() if value}
+    if "time" in request:
+        params["timeout_min"] = time_minutes(request.pop("time"))
+    if "cpus-per-task" in request:
+        params["cpus_per_task"] = request.pop("cpus-per-task")
+    params.update({f"slurm_{option}": value for option, value in request.items()})
     if profile.modules or profile.setup:
         params["slurm_setup"] = list(profile.modules) + list(profile.setup)
     if profile.sbatch:

@@ -126,6 +126,8 @@ def _print_dry_run(doc: dict[str, Any]) -> None:
         print(f"  submission {i}: stage {s['stage']} array {s['array']} (trials {s['indices']}){dep}")
     if doc["unsubmitted"]:
         print(f"  wait for queue room: trials {doc['unsubmitted']}")
+    if doc["held"]:
+        print(_held_line(doc["held"]))
     for w in doc["warnings"]:
         print(f"  warning: {w}")
     print("dry run: nothing written, nothing submitted")
@@ -139,6 +141,11 @@ def _waiting_line(prep: launching.Prepared, unsubmitted: list[int]) -> str:
             f"(submit_from_tasks: false), so run `sweep resume {prep.sweep_dir}` later")
 
 
+def _held_line(held: str) -> str:
+    n = len(launching.mf.expand_ranges(held))
+    return f"  {n} trials of higher rungs held (trials {held}): each starts when its rung below promotes it"
+
+
 def _report_submitted(args: argparse.Namespace, done: launching.Launched) -> None:
     prep = done.prepared
     if args.json:
@@ -146,7 +153,8 @@ def _report_submitted(args: argparse.Namespace, done: launching.Launched) -> Non
                           "executor": prep.manifest.settings.executor, "trials": len(prep.manifest.trials),
                           "seed": prep.manifest.settings.seed, "pid": done.pid,
                           "submissions": [s.to_dict() for s in done.submissions],
-                          "unsubmitted": launching.mf.compact_ranges(done.unsubmitted)}, indent=1))
+                          "unsubmitted": launching.mf.compact_ranges(done.unsubmitted),
+                          "held": prep.manifest.held}, indent=1))
         return
     print(f"sweep {prep.manifest.name}: {len(prep.manifest.trials)} trials in {prep.sweep_dir}")
     for s in done.submissions:
@@ -157,6 +165,8 @@ def _report_submitted(args: argparse.Namespace, done: launching.Launched) -> Non
         print(f"  running in the background (pid {done.pid}, log {prep.sweep_dir}/logs/local.log)")
     if done.unsubmitted:
         print(_waiting_line(prep, done.unsubmitted))
+    if prep.manifest.held:
+        print(_held_line(prep.manifest.held))
     print(f"watch: sweep status {prep.sweep_dir}")
 
 

@@ -1,6 +1,6 @@
 """The native sweep file: every feature of slurmsweep, spelled out once.
 
-    # configs/sweeps/feudal_random.yaml   (tests/unit/test_native_dialect.py parses this example)
+    # configs/sweeps/feudal_random.yaml   (tests/launcher/dialects/test_native.py parses this example)
     name: feudal_random                  # default: the file name; names the sweep dir and trial ids
     command: python -m train             # string (shlex-split, never a shell) or a list
     method: random                       # grid | random | bayes | baseline | asha

@@ -48,3 +48,14 @@ def test_runtime_outside_a_sweep_is_harmless(tmp_path, monkeypatch):
     assert runtime.context().job_id == "12_3"
     with pytest.raises(ValueError):
         runtime.write_metrics({}, status="failed")
+
+
+def test_under_torchrun_only_rank_zero_writes_the_result(tmp_path, monkeypatch):
+    target = tmp_path / "m.json"
+    monkeypatch.setenv("SWEEP_RESULT_FILE", str(target))
+    monkeypatch.setenv("RANK", "1")
+    runtime.write_metrics({"a": 1})
+    assert not target.exists()
+    monkeypatch.setenv("RANK", "0")
+    runtime.write_metrics({"a": 2})
+    assert json.loads(target.read_text()) == {"a": 2}

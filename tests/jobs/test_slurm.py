@@ -1,4 +1,4 @@
-"""Parsing of real sacct/squeue/scontrol output captured from the test cluster (tests/unit/data/sacct/),
+"""Parsing of real sacct/squeue/scontrol output captured from the test cluster (tests/fixtures/sacct/),
 and sbatch's retry loop against a stand-in `sbatch` executable.  No cluster needed."""
 from __future__ import annotations
 

@@ -120,7 +120,10 @@ def test_launch_submits_rung_0_only_and_holds_the_rest(tmp_path, capsys):
                  "--command", f"{PY} prog.py"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [s["indices"] for s in doc["submissions"]] == ["0-5"] and doc["unsubmitted"] == ""
-    assert len(doc["trials"]) == 18
+    assert len(doc["trials"]) == 18 and doc["held"] == "6-17"
+    assert main(["launch", str(spec), "--executor", "slurm", "--dir", str(tmp_path / "s"), "--dry-run",
+                 "--command", f"{PY} prog.py"]) == 0
+    assert "12 trials of higher rungs held (trials 6-17)" in capsys.readouterr().out
 
 
 def test_a_held_manifest_is_version_3_and_round_trips(tmp_path):

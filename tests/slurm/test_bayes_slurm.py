@@ -16,7 +16,7 @@ from launcher.cli import main
 ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 
-SPEC = f"""
+SPEC = """
 name: branin_bayes_slurm
 method: bayes
 trials: 8
@@ -24,11 +24,11 @@ metric: value
 goal: minimize
 sampler: gp
 # The GP sampler imports torch in the task: more than the test cluster's 256 MB default.
-resources: {{mem: 1500M}}
-options: {{n_startup: 3, deterministic: true}}
+resources: {mem: 1500M}
+options: {n_startup: 3, deterministic: true}
 space:
-  x1: {{distribution: uniform, min: -5, max: 10, center: 2.5}}
-  x2: {{distribution: uniform, min: 0, max: 15}}
+  x1: {distribution: uniform, min: -5, max: 10, center: 2.5}
+  x2: {distribution: uniform, min: 0, max: 15}
 """
 
 

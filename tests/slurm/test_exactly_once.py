@@ -16,7 +16,6 @@ import pytest
 
 from jobs import manifest as mf
 from jobs import slurm
-from jobs.submission import IN_FLIGHT_S
 from launcher.cli import main
 
 PY = sys.executable

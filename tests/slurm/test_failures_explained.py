@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
-import pytest
 
 from jobs import manifest as mf
 from launcher.cli import main

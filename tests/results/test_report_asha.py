@@ -50,6 +50,7 @@ def test_the_report_shows_the_rung_ladder_and_the_compute_against_every_trial_to
     capsys.readouterr()
     text = (sweep / "reports" / "report.md").read_text()
     section = text.split("## Successive halving", 1)[1].split("\n## ", 1)[0]
+    assert "## Progressive stages" not in text      # the rungs are not stages of a progressive plan
     m = mf.read_manifest(sweep)
     held = set(m.held_indices())
     ran = [sum(1 for t in m.trials if t.stage == r and t.index not in held) for r in range(3)]
