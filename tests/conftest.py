@@ -10,6 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,3 +111,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             for name in ("slurm_cluster", "_slurm_test_lock"):
                 if name not in item.fixturenames:
                     item.fixturenames.insert(0, name)
+
+
+@pytest.fixture(scope="session")
+def sudoku_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small Sudoku set in the trainer's format (100 puzzles, 16 test puzzles), made once per worker
+    by the project's own generator; tests only read it."""
+    out = tmp_path_factory.mktemp("data") / "sudoku"
+    subprocess.run([sys.executable, "-m", "train.data.sudoku", "--output-dir", str(out), "--subsample-size", "100",
+                    "--num-aug", "1", "--test-size", "16", "--seed", "0"],
+                   cwd=ROOT, check=True, capture_output=True, timeout=120)
+    return out

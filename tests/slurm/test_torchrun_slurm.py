@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -32,15 +31,6 @@ fixed: {{arch: hrm_tiny, global_batch_size: 16, epochs: {epochs}, eval_interval:
         checkpoint_every_minutes: 0, device: cpu, data_path: {data}}}
 resources: {{gpus_per_trial: 2, mem: 3G, time: "00:10:00"}}
 """
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "sudoku"
-    subprocess.run([sys.executable, "-m", "train.data.sudoku", "--output-dir", str(out), "--subsample-size", "100",
-                    "--num-aug", "1", "--test-size", "16", "--seed", "0"],
-                   cwd=ROOT, check=True, capture_output=True, timeout=120)
-    return out
 
 
 def wait_for(predicate, timeout: float, what: str, sweep: Path) -> None:
@@ -66,12 +56,12 @@ def train_steps(trial_dir: Path) -> list[int]:
 
 
 def test_two_rank_trial_is_requeued_mid_way_resumes_on_two_ranks_and_reports_once(
-        tmp_path, data_dir, slurm_cleanup, monkeypatch):
+        tmp_path, sudoku_data, slurm_cleanup, monkeypatch):
     monkeypatch.chdir(ROOT)   # the sweep's workdir: where `python -m train` is found
     for key, value in {"DISABLE_COMPILE": "1", "WANDB_MODE": "disabled"}.items():
         monkeypatch.setenv(key, value)   # sbatch passes the environment on to the task
     spec = tmp_path / "torchrun2.yaml"
-    spec.write_text(SPEC.format(data=data_dir, epochs=EPOCHS, every=EVAL_EVERY))
+    spec.write_text(SPEC.format(data=sudoku_data, epochs=EPOCHS, every=EVAL_EVERY))
     sweep = tmp_path / "sweep"
     started = time.monotonic()
     assert main(["launch", str(spec), "--executor", "slurm", "--cluster", "local", "--dir", str(sweep)]) == 0

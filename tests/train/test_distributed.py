@@ -31,9 +31,9 @@ ENV = {**os.environ, "DISABLE_COMPILE": "1", "OMP_NUM_THREADS": "1", "WANDB_MODE
 STEPS = 12
 
 
-def command(ranks: int, data_dir: Path, *extra: str) -> list[str]:
+def command(ranks: int, sudoku_data: Path, *extra: str) -> list[str]:
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}"] if ranks > 1 else []
-    return [sys.executable, *launcher, "-m", "train", *RUN, f"data_path={data_dir}", *extra]
+    return [sys.executable, *launcher, "-m", "train", *RUN, f"data_path={sudoku_data}", *extra]
 
 
 def sweep_env(trial_dir: Path, attempt: int = 0) -> dict[str, str]:
@@ -64,25 +64,16 @@ def run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "sudoku"
-    subprocess.run([sys.executable, "-m", "train.data.sudoku", "--output-dir", str(out), "--subsample-size", "100",
-                    "--num-aug", "1", "--test-size", "16", "--seed", "0"],
-                   cwd=REPO, check=True, capture_output=True, timeout=120)
-    return out
-
-
-@pytest.fixture(scope="module")
-def one_process(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def one_process(sudoku_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("one")
-    run(command(1, data_dir, f"run_dir={run_dir}"), ENV)
+    run(command(1, sudoku_data, f"run_dir={run_dir}"), ENV)
     return run_dir
 
 
 @pytest.fixture(scope="module")
-def two_ranks(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def two_ranks(sudoku_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("two")
-    proc = run(command(2, data_dir, f"run_dir={run_dir}"), ENV)
+    proc = run(command(2, sudoku_data, f"run_dir={run_dir}"), ENV)
     assert "x2;" in proc.stdout  # "... params on cpu x2; ...": really two ranks
     return run_dir
 
@@ -131,9 +122,9 @@ def worker_pids(launcher_pid: int) -> list[int]:
 
 
 def test_stop_signal_on_every_rank_checkpoints_once_and_two_ranks_resume_exactly(
-        data_dir: Path, two_ranks: Path, tmp_path: Path) -> None:
+        sudoku_data: Path, two_ranks: Path, tmp_path: Path) -> None:
     trial = tmp_path / "sweep" / "trials" / "t0"
-    proc = subprocess.Popen(command(2, data_dir), cwd=REPO, env=sweep_env(trial), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(command(2, sudoku_data), cwd=REPO, env=sweep_env(trial), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
@@ -158,7 +149,7 @@ def test_stop_signal_on_every_rank_checkpoints_once_and_two_ranks_resume_exactly
     assert len(saved["ranks"]) == 2 and stopped_at < STEPS
     assert [r["data"]["batch"] for r in saved["ranks"]] == [saved["ranks"][0]["data"]["batch"]] * 2
 
-    resumed = run(command(2, data_dir), sweep_env(trial, attempt=1))
+    resumed = run(command(2, sudoku_data), sweep_env(trial, attempt=1))
     assert f"resumed from {trial / 'checkpoints' / 'latest.pt'} at step {stopped_at}" in resumed.stdout
     got, want = train_rows(trial), train_rows(two_ranks)
     assert sorted(got) == sorted(want)

@@ -22,13 +22,6 @@ TINY = ["arch=hrm_tiny", "global_batch_size=16", "lr=3e-3", "lr_warmup_steps=3",
         "checkpoint_every_minutes=0"]
 
 
-def make_data(out: Path, puzzles: int = 100, test: int = 16) -> Path:
-    subprocess.run([sys.executable, "-m", "train.data.sudoku", "--output-dir", str(out), "--subsample-size",
-                    str(puzzles), "--num-aug", "1", "--test-size", str(test), "--seed", "0"],
-                   cwd=REPO, check=True, capture_output=True, timeout=120)
-    return out
-
-
 def run_train(*overrides: str, env: dict[str, str] | None = None, timeout: float = 120
               ) -> subprocess.CompletedProcess:
     # One thread: fast for a tiny model on a shared 2-core machine, and bitwise repeatable.
@@ -50,14 +43,9 @@ def sweep_env(trial_dir: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_data(tmp_path_factory.mktemp("data") / "sudoku")
-
-
-@pytest.fixture(scope="module")
-def learned(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def learned(sudoku_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("learned")
-    proc = run_train(*TINY, f"data_path={data_dir}", "epochs=8", "eval_interval=4", f"run_dir={run_dir}")
+    proc = run_train(*TINY, f"data_path={sudoku_data}", "epochs=8", "eval_interval=4", f"run_dir={run_dir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run_dir
 
@@ -130,9 +118,9 @@ def test_tiny_run_learns_and_reports(learned: Path) -> None:
     assert "data_path" in (learned / "config.yaml").read_text()
 
 
-def test_nan_guard_stops_with_diverged(data_dir: Path, tmp_path: Path) -> None:
+def test_nan_guard_stops_with_diverged(sudoku_data: Path, tmp_path: Path) -> None:
     trial = tmp_path / "sweep" / "trials" / "t0"
-    proc = run_train(*TINY, f"data_path={data_dir}", "epochs=4", "eval_interval=null", "lr=1e30", "lr_warmup_steps=0",
+    proc = run_train(*TINY, f"data_path={sudoku_data}", "epochs=4", "eval_interval=null", "lr=1e30", "lr_warmup_steps=0",
                      env=sweep_env(trial), timeout=60)
     assert proc.returncode == 3, proc.stderr[-3000:]
     result = json.loads((trial / "metrics.json").read_text())
@@ -142,9 +130,9 @@ def test_nan_guard_stops_with_diverged(data_dir: Path, tmp_path: Path) -> None:
     assert not (trial / "checkpoints" / "latest.pt").exists()  # nothing to resume into
 
 
-def test_checkpoint_path_starts_from_earlier_weights(data_dir: Path, learned: Path, tmp_path: Path) -> None:
+def test_checkpoint_path_starts_from_earlier_weights(sudoku_data: Path, learned: Path, tmp_path: Path) -> None:
     fresh, warm = tmp_path / "fresh", tmp_path / "warm"
-    common = [*TINY, f"data_path={data_dir}", "epochs=4", "eval_interval=null", "max_steps=2",
+    common = [*TINY, f"data_path={sudoku_data}", "epochs=4", "eval_interval=null", "max_steps=2",
               "arch.halt_max_steps=2"]
     assert run_train(*common, f"run_dir={fresh}").returncode == 0
     proc = run_train(*common, f"run_dir={warm}", f"checkpoint_path={learned / 'checkpoints'}")
@@ -161,8 +149,8 @@ def test_checkpoint_path_starts_from_earlier_weights(data_dir: Path, learned: Pa
     (["data_path=/nonexistent/data"], "data_path"),
     (["optimizer=adamw"], "optimizer"),
 ])
-def test_config_errors_are_one_line_exit_2(data_dir: Path, tmp_path: Path, overrides: list[str], key: str) -> None:
-    data = [] if any(o.startswith("data_path=") for o in overrides) else [f"data_path={data_dir}"]
+def test_config_errors_are_one_line_exit_2(sudoku_data: Path, tmp_path: Path, overrides: list[str], key: str) -> None:
+    data = [] if any(o.startswith("data_path=") for o in overrides) else [f"data_path={sudoku_data}"]
     proc = run_train(*TINY, *data, "epochs=4", "eval_interval=null", f"run_dir={tmp_path}", *overrides, timeout=60)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr

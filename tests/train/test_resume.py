@@ -21,8 +21,8 @@ RUN = ["arch=hrm_tiny", "global_batch_size=16", "epochs=4", "eval_interval=2", "
 ENV = {**os.environ, "DISABLE_COMPILE": "1", "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
 
 
-def train_cmd(data_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "train", *RUN, f"data_path={data_dir}", *extra]
+def train_cmd(sudoku_data: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "train", *RUN, f"data_path={sudoku_data}", *extra]
 
 
 def sweep_env(trial_dir: Path) -> dict[str, str]:
@@ -62,19 +62,10 @@ def lines_safe(run_dir: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("data") / "sudoku"
-    subprocess.run([sys.executable, "-m", "train.data.sudoku", "--output-dir", str(out), "--subsample-size", "100",
-                    "--num-aug", "1", "--test-size", "16", "--seed", "0"],
-                   cwd=REPO, check=True, capture_output=True, timeout=120)
-    return out
-
-
-@pytest.fixture(scope="module")
-def reference(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def reference(sudoku_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The uninterrupted run."""
     run_dir = tmp_path_factory.mktemp("reference")
-    proc = subprocess.run(train_cmd(data_dir, f"run_dir={run_dir}"), cwd=REPO, env=ENV, capture_output=True,
+    proc = subprocess.run(train_cmd(sudoku_data, f"run_dir={run_dir}"), cwd=REPO, env=ENV, capture_output=True,
                           text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(train_losses(run_dir)) >= 20
@@ -93,11 +84,11 @@ def assert_same_run(resumed: Path, reference: Path) -> None:
 
 
 @pytest.mark.parametrize("how", ["stop-signal", "kill-after-periodic-checkpoint"])
-def test_interrupted_run_resumes_exactly(data_dir: Path, reference: Path, tmp_path: Path, how: str) -> None:
+def test_interrupted_run_resumes_exactly(sudoku_data: Path, reference: Path, tmp_path: Path, how: str) -> None:
     trial = tmp_path / "sweep" / "trials" / "t0"  # inside a sweep: run dir = trial dir, own checkpoint dir
     env = sweep_env(trial)
     extra = [] if how == "stop-signal" else ["checkpoint_every_minutes=0.0005"]  # ~every step
-    proc = subprocess.Popen(train_cmd(data_dir, *extra), cwd=REPO, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(train_cmd(sudoku_data, *extra), cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         if how == "stop-signal":
@@ -120,7 +111,7 @@ def test_interrupted_run_resumes_exactly(data_dir: Path, reference: Path, tmp_pa
     stopped_at = max(train_losses(trial))
     assert stopped_at < len(train_losses(reference)), "the run finished before it was interrupted; nothing was tested"
 
-    resumed = subprocess.run(train_cmd(data_dir), cwd=REPO, env={**env, "SWEEP_ATTEMPT": "1"},
+    resumed = subprocess.run(train_cmd(sudoku_data), cwd=REPO, env={**env, "SWEEP_ATTEMPT": "1"},
                              capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resumed from" in resumed.stdout
@@ -128,14 +119,14 @@ def test_interrupted_run_resumes_exactly(data_dir: Path, reference: Path, tmp_pa
     assert "status" not in json.loads((trial / "metrics.json").read_text())  # completed (runtime omits it)
 
 
-def test_capped_run_continues_to_the_end(data_dir: Path, reference: Path, tmp_path: Path) -> None:
+def test_capped_run_continues_to_the_end(sudoku_data: Path, reference: Path, tmp_path: Path) -> None:
     """Run K steps (max_steps=K ends it: final eval, metrics, checkpoint), then run again without the
     cap in the same run dir: it resumes at K and ends exactly like the uninterrupted run."""
-    first = subprocess.run(train_cmd(data_dir, f"run_dir={tmp_path}", "max_steps=7"), cwd=REPO, env=ENV,
+    first = subprocess.run(train_cmd(sudoku_data, f"run_dir={tmp_path}", "max_steps=7"), cwd=REPO, env=ENV,
                            capture_output=True, text=True, timeout=180)
     assert first.returncode == 0, first.stderr[-3000:]
     assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == 7
-    again = subprocess.run(train_cmd(data_dir, f"run_dir={tmp_path}"), cwd=REPO, env=ENV, capture_output=True,
+    again = subprocess.run(train_cmd(sudoku_data, f"run_dir={tmp_path}"), cwd=REPO, env=ENV, capture_output=True,
                            text=True, timeout=180)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resumed from" in again.stdout and "at step 7" in again.stdout
