@@ -18,14 +18,15 @@ slurmsweep refuses it instead of running every rung; without held trials it is v
 
 Version 1 manifests (no "version"; "schema": 1) are still read: local runs recorded as job id
 "local:<pid>" become `pid`, and "checkpoint_key" becomes `stages`. Stdlib only: every array task
-may read this module.
+may read this module. The records are namedtuples rather than dataclasses: importing `dataclasses`
+(it imports `inspect`) and generating each class's methods cost every array task's start ~15 ms.
+They are never changed in place: `x._replace(...)` (`Manifest.replace`) makes a changed copy.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from dataclasses import dataclass, field
+from collections import namedtuple
 from pathlib import Path
 TYPE_CHECKING = False  # typing costs a few ms at every array task's start; annotations are strings
 if TYPE_CHECKING:
@@ -126,42 +127,33 @@ def tasks_of(indices: list[int], *, offset: int, pack: int) -> dict[int, list[in
 
 # --- records --------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Stages:
+class Stages(namedtuple("Stages", "key values checkpoint_key", defaults=(DEFAULT_CHECKPOINT_KEY,))):
     """Progressive training: the same trials run once per value of `key`, in order. Stage k+1 of
     trial i starts from trial i's stage-k checkpoint, passed as `<checkpoint_key>=<path>`.
     Successive halving (method asha) keeps its rungs here too: stage k is rung k, and only the
     trials that jobs.promote promotes run it."""
 
-    key: str
-    values: tuple[Any, ...]
-    checkpoint_key: str = DEFAULT_CHECKPOINT_KEY
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Trial:
+class Trial(namedtuple("Trial", "id index stage params overrides environment parent variant replica",
+                       defaults=(0, {}, {}, None, None, None, 0))):
     """One planned run. Plans make these; backends submit them; the runtime runs them.
 
     index:       position in the sweep (unique across stages); the Slurm array task id
                  is `index - offset` of the submission that holds it.
+    stage:       progressive stage (or successive-halving rung), 0 first.
     params:      only what the plan varied (what reports call hyperparameters).
     overrides:   every value passed to the command (constants, params, environment and stage
                  key), typed, in command-line order; rendered as `key=value` by jobs.argv.
+    environment: the environment this trial runs in (a ConSpec file's `environments`), or None.
     parent:      id of the trial whose checkpoint this one starts from (progressive stages).
     variant:     name of the A/B variant (baseline plans) whose overrides are in params.
     replica:     repeat / sample number that tells apart trials with equal params (random
                  samples, repeated seeds, bayes trials whose params are asked at run time).
     """
 
-    id: str
-    index: int
-    stage: int = 0
-    params: dict[str, Any] = field(default_factory=dict)
-    overrides: dict[str, Any] = field(default_factory=dict)
-    environment: str | None = None
-    parent: str | None = None
-    variant: str | None = None
-    replica: int = 0
+    __slots__ = ()
 
     def override_args(self) -> list[str]:
         """The overrides as `key=value` strings (what `--dry-run --json` shows)."""
@@ -186,30 +178,20 @@ class Trial:
                    parent=d.get("parent"), variant=d.get("variant"), replica=d.get("replica", 0))
 
 
-@dataclass(frozen=True)
-class Submission:
-    """One submission: trial indices of one stage, as the backend ran them.
+class Submission(namedtuple("Submission", "stage indices executor token state job_id offset pack array dependency "
+                                         "pid submitted",
+                            defaults=("", "submitted", None, 0, 1, None, None, None, ""))):
+    """One submission: trial indices (compact ranges) of one stage, as the backend ran them.
 
     Backend-neutral: stage, indices, executor, token, state, submitted. Slurm (and submitit):
-    job_id, offset (task id = index - offset), array (the --array value), dependency. Local: pid
-    of the process pool that runs them.
+    job_id, offset (task id = index - offset), pack (trials per task), array (the --array value),
+    dependency. Local: pid of the process pool that runs them.
 
     state "pending": recorded before sbatch ran, with a token Slurm keeps in the job's name
     (jobs.submission); "submitted" once the job id is known.
     """
 
-    stage: int
-    indices: str
-    executor: str
-    token: str = ""
-    state: str = "submitted"
-    job_id: str | None = None
-    offset: int = 0
-    pack: int = 1
-    array: str | None = None
-    dependency: str | None = None
-    pid: int | None = None
-    submitted: str = ""
+    __slots__ = ()
 
     @property
     def is_slurm(self) -> bool:
@@ -225,7 +207,7 @@ class Submission:
         return f"{self.job_id}_{task_of(self.index_list(), index, offset=self.offset, pack=self.pack)}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return {k: v for k, v in self._asdict().items() if v is not None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Submission:
@@ -242,40 +224,38 @@ class Submission:
                    pid=pid, submitted=d.get("submitted") or "")
 
 
-@dataclass(frozen=True)
-class Settings:
+# Settings' fields and defaults; what each means.
+_SETTINGS = (
+    ("name", None), ("command", None),     # (required) the sweep's name; the program's argv prefix
+    ("executor", "slurm"),
+    ("method", "grid"),
+    ("metric", None),
+    ("goal", "maximize"),
+    ("workdir", ""),                       # where the command runs (relative paths resolve against it)
+    ("max_attempts", DEFAULT_MAX_ATTEMPTS),
+    ("pack", 1),                           # trials run one after another in each array task
+    ("stages", None),                      # Stages, or None
+    # The search: what jobs.bayes needs in the array tasks (space {key: Dist}, sampler, pruner,
+    # options, seed).
+    ("space", {}),
+    ("sampler", None),
+    ("pruner", Pruner()),
+    ("search_options", {}),
+    ("seed", 0),
+    ("dialect", "native"),                 # where the spec came from
+    ("source", None),
+    ("created", ""),
+    ("cluster", ClusterProfile()),         # the cluster profile the arrays are rendered with
+    ("logging", {}),                       # where the runs log: {"wandb_project": ..., "wandb_entity": ...}
+    ("launch", {}),                        # the launch's options as parsed (what `sweep resume` reuses)
+    ("fingerprint", ""),                   # the command and the trial ids (launcher.sweepdir.fingerprint)
+)
+
+
+class Settings(namedtuple("Settings", [n for n, _ in _SETTINGS], defaults=[d for _, d in _SETTINGS[2:]])):
     """What a launch fixed. Every field is written at launch and never changes."""
 
-    name: str
-    command: tuple[str, ...]
-    executor: str = "slurm"
-    method: str = "grid"
-    metric: str | None = None
-    goal: str = "maximize"
-    # Where the command runs (relative paths in the sweep resolve against it).
-    workdir: str = ""
-    max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    # Trials run one after another in each array task (1: one trial per task).
-    pack: int = 1
-    stages: Stages | None = None
-    # The search: what jobs.bayes needs in the array tasks (space, sampler, pruner, options, seed).
-    space: dict[str, Dist] = field(default_factory=dict)
-    sampler: str | None = None
-    pruner: Pruner = field(default_factory=Pruner)
-    search_options: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    # Where the spec came from.
-    dialect: str = "native"
-    source: str | None = None
-    created: str = ""
-    # The cluster profile the arrays are rendered with.
-    cluster: ClusterProfile = field(default_factory=ClusterProfile)
-    # Where the runs log: {"wandb_project": ..., "wandb_entity": ...} (a ConSpec file's `logging:`).
-    logging: dict[str, Any] = field(default_factory=dict)
-    # The launch's options as parsed (what `sweep resume` reuses: max_parallel, ...).
-    launch: dict[str, Any] = field(default_factory=dict)
-    # Identity of the launch: the command and the trial ids (launcher.sweepdir.fingerprint).
-    fingerprint: str = ""
+    __slots__ = ()
 
     @property
     def checkpoint_key(self) -> str:
@@ -291,7 +271,7 @@ class Settings:
         return self.launch.get("max_parallel")
 
     def to_dict(self) -> dict[str, Any]:
-        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d = self._asdict()
         d["command"] = list(self.command)
         d["space"] = {k: dist.to_dict() for k, dist in self.space.items()}
         d["pruner"] = self.pruner.to_dict()
@@ -310,8 +290,7 @@ class Settings:
             stages = Stages(key="", values=(), checkpoint_key=d["checkpoint_key"])
         else:
             stages = None
-        names = {f.name for f in dataclasses.fields(cls)}
-        known = {k: v for k, v in d.items() if k in names}
+        known = {k: v for k, v in d.items() if k in cls._fields}
         known.update(
             name=str(d.get("name") or "sweep"), command=tuple(str(c) for c in d.get("command") or ()),
             stages=stages, space={k: Dist.from_dict(v) for k, v in (d.get("space") or {}).items()},
@@ -325,16 +304,13 @@ class Settings:
         return cls(**known)
 
 
-@dataclass(frozen=True)
-class Manifest:
-    settings: Settings
-    trials: tuple[Trial, ...] = ()
-    submissions: tuple[Submission, ...] = ()
-    # Trial indices not submitted yet because of the cluster's queue limits (compact ranges).
-    unsubmitted: str = ""
-    version: int = VERSION
-    # Trial indices that wait for a promotion (successive halving's higher rungs; compact ranges).
-    held: str = ""
+class Manifest(namedtuple("Manifest", "settings trials submissions unsubmitted version held",
+                          defaults=((), (), "", VERSION, ""))):
+    """settings, trials, submissions; `unsubmitted`: trial indices not submitted yet because of the
+    cluster's queue limits; `held`: trial indices that wait for a promotion (successive halving's
+    higher rungs). Both compact ranges ("0-99,120")."""
+
+    __slots__ = ()
 
     @property
     def name(self) -> str:
@@ -375,7 +351,7 @@ class Manifest:
         return list(dict.fromkeys(s.job_id for s in self.submissions if s.is_slurm and s.job_id))
 
     def replace(self, **changes: Any) -> Manifest:
-        return dataclasses.replace(self, **changes)
+        return self._replace(**changes)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"version": max(self.version, HELD_VERSION) if self.held else self.version, **self.settings.to_dict(),

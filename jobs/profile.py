@@ -6,8 +6,8 @@ tasks that top the queue up render the same jobs. Stdlib only.
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from collections import namedtuple
+
 TYPE_CHECKING = False  # typing costs a few ms at every array task's start; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
@@ -18,64 +18,60 @@ RESOURCE_OPTIONS = (("partition", "partition"), ("gres", "gres"), ("cpus_per_tas
                     ("constraint", "constraint"))
 
 
-@dataclass(frozen=True)
-class ClusterProfile:
-    # Profile name (file stem or `name:`).
-    name: str = "generic"
-    # Default partition; None = the cluster's default.
-    partition: str | None = None
-    # Human notes on the partitions (documentation, not used to submit).
-    partitions: dict[str, str] = field(default_factory=dict)
-    # Generic resources per task, e.g. "gpu:1".
-    gres: str | None = None
-    # CPUs per task; a trial of gpus_per_trial processes asks for that many times as many.
-    cpus_per_task: int | None = None
+# The fields, their defaults and what they mean. Records here are namedtuples, not dataclasses:
+# every array task reads one, and `dataclasses` (with `inspect`) plus generating each class's methods
+# cost an array task's start about 15 ms. Never mutated: a changed profile is a new one (`replace`).
+_FIELDS = (
+    ("name", "generic"),            # profile name (file stem or `name:`)
+    ("partition", None),            # default partition; None = the cluster's default
+    ("partitions", {}),             # human notes on the partitions (documentation, not used to submit)
+    ("gres", None),                 # generic resources per task, e.g. "gpu:1"
+    ("cpus_per_task", None),        # CPUs per task; a trial of gpus_per_trial processes asks for that many times as many
     # Processes per trial, one GPU each. Above 1 the task asks for that many GPUs (the gpu count of
     # `gres`) and the runner starts the trial with torchrun (jobs.torchrun). None or 1: one process.
-    gpus_per_trial: int | None = None
-    # Memory of the whole task, whatever the number of processes.
-    mem: str | None = None
-    # Time limit per task (Slurm syntax, e.g. "12:00:00").
-    time: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    # Warning signal before the time limit: `--signal=B:<signal>@<grace_s>`.
-    signal: str = "USR1"
-    grace_s: int = 120
+    ("gpus_per_trial", None),
+    ("mem", None),                  # memory of the whole task, whatever the number of processes
+    ("time", None),                 # time limit per task (Slurm syntax, e.g. "12:00:00")
+    ("account", None),
+    ("qos", None),
+    ("constraint", None),
+    ("signal", "USR1"),             # warning signal before the time limit: `--signal=B:<signal>@<grace_s>`
+    ("grace_s", 120),
     # Times a trial that reaches its time limit checkpoints and is requeued before it is recorded as
     # timeout (a warning that comes at the limit, unlike a preemption, would come again).
-    timeout_requeues: int = 1
-    # Task ids must be < max_array_size (Slurm's MaxArraySize): larger stages are split.
-    max_array_size: int = 1001
-    # Array tasks queued at once (every task counts); the rest waits for the top-up.
-    max_queued_jobs: int = 1000
-    # Tasks of one array running at once (`--array=...%N`); None = no throttle.
-    max_parallel: int | None = None
-    # Whether compute nodes may run sbatch: finishing tasks then top the queue up themselves.
-    submit_from_tasks: bool = True
-    # Expected time of one trial (Slurm syntax): what `pack: auto` sizes packs from.
-    trial_time: str | None = None
-    # Interpreter in the job script; None = the one running `sweep launch`.
-    python: str | None = None
+    ("timeout_requeues", 1),
+    ("max_array_size", 1001),       # task ids must be < max_array_size (Slurm's MaxArraySize): larger stages are split
+    ("max_queued_jobs", 1000),      # array tasks queued at once (every task counts); the rest waits for the top-up
+    ("max_parallel", None),         # tasks of one array running at once (`--array=...%N`); None = no throttle
+    ("submit_from_tasks", True),    # whether compute nodes may run sbatch: finishing tasks then top the queue up
+    ("trial_time", None),           # expected time of one trial (Slurm syntax): what `pack: auto` sizes packs from
+    ("python", None),               # interpreter in the job script; None = the one running `sweep launch`
     # Shell lines written verbatim before the task runner starts (trusted: profile only).
-    modules: list[str] = field(default_factory=list)
-    setup: list[str] = field(default_factory=list)
-    # Any other sbatch long option, {name: value} (value None or true = a bare flag).
-    sbatch: dict[str, Any] = field(default_factory=dict)
-    source: str | None = None
+    ("modules", []),
+    ("setup", []),
+    ("sbatch", {}),                 # any other sbatch long option, {name: value} (value None or true = a bare flag)
+    ("source", None),
+)
+# Fields that hold whole numbers: "4" from the command line (or a quoted YAML value) is 4.
+INT_FIELDS = frozenset({"cpus_per_task", "gpus_per_trial", "grace_s", "timeout_requeues", "max_array_size",
+                        "max_queued_jobs", "max_parallel"})
+
+
+class ClusterProfile(namedtuple("ClusterProfile", [n for n, _ in _FIELDS], defaults=[d for _, d in _FIELDS])):
+    """What a cluster allows and wants (the fields above)."""
+
+    __slots__ = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self._asdict()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> ClusterProfile:
         """A recorded profile; keys this version does not know are dropped."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in (data or {}).items() if k in names})
+        return cls(**{k: v for k, v in (data or {}).items() if k in cls._fields})
 
     def replace(self, **changes: Any) -> ClusterProfile:
-        return dataclasses.replace(self, **changes)
+        return self._replace(**changes)
 
     @property
     def processes(self) -> int:

@@ -227,8 +227,6 @@ def run_attempt(sweep_dir: Path, settings: Settings, trial: Trial, attempt: int,
 
 def classify(outcome: dict[str, Any], metric: str | None = None) -> tuple[str, str | None, dict[str, Any]]:
     """(status, error, results) of one attempt."""
-    from jobs.causes import explain_exit
-
     metrics, returncode = outcome["metrics"], outcome["returncode"]
     results = {k: v for k, v in (metrics or {}).items() if k not in RESERVED_KEYS}
     if metrics is not None and metrics.get("status") in (TrialState.DIVERGED, TrialState.PRUNED):
@@ -241,6 +239,8 @@ def classify(outcome: dict[str, Any], metric: str | None = None) -> tuple[str, s
             # A "completed" run whose metric is NaN/Inf is a diverged one: never the best.
             return TrialState.DIVERGED.value, f"{metric} is {value}", results
         return TrialState.COMPLETED.value, metrics.get("error"), results
+    from jobs.causes import explain_exit  # only here: a trial that completes needs none of it
+
     why = explain_exit(returncode, outcome["error_tail"]) if returncode != 0 else outcome["problem"]
     tail = outcome["error_tail"]
     return TrialState.FAILED.value, f"{why}\n{tail}" if tail else why, results
@@ -385,15 +385,13 @@ def _run_claimed(sweep_dir: Path, settings: Settings, trial: Trial, tdir: Path, 
             _say(f"trial {trial.id}: its earlier stage {trial.parent} did not complete; not started")
             return "skipped"
     if settings.uses_study:
-        import dataclasses
-
         from jobs import bayes
 
         full_site()  # Optuna lives in site-packages
         # Bayes trials get their params now (a requeued task gets its own back); pruned sweeps
         # register the trial so that its reports reach the pruner.
         params = bayes.ask(sweep_dir, settings, trial)
-        trial = dataclasses.replace(trial, params=params, overrides={**trial.overrides, **params})
+        trial = trial._replace(params=params, overrides={**trial.overrides, **params})
     slurm = under_slurm()
     # Under Slurm every attempt is a new start of this task (SLURM_RESTART_COUNT counts them,
     # preemptions and node failures included); locally, and in packed tasks, this loop is the

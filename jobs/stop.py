@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from datetime import datetime
 TYPE_CHECKING = False  # typing costs a few ms at every array task's start; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
@@ -37,6 +36,8 @@ STOP_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
 def _ts(text: str | None) -> float | None:
     if not text or text in ("Unknown", "None", "N/A"):
         return None
+    from datetime import datetime  # only here: read when a signal came, not at every task's start
+
     try:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:

@@ -136,8 +136,8 @@ class Session:
     def _confirmed(self, sub: Submission, job_or_pid: str) -> Submission:
         if self.backend.uses_slurm:
             dependency = sub.dependency
-            return dataclasses.replace(sub, state=SUBMITTED, job_id=job_or_pid, dependency=dependency)
-        return dataclasses.replace(sub, state=SUBMITTED, pid=int(job_or_pid))
+            return sub._replace(state=SUBMITTED, job_id=job_or_pid, dependency=dependency)
+        return sub._replace(state=SUBMITTED, pid=int(job_or_pid))
 
     # --- 1 + 2. record, submit, confirm --------------------------------------------------------
     def submit(self, plan: ArrayPlan, *, unsubmitted: list[int] | None = None, **start_options: Any) -> Any:
@@ -189,7 +189,7 @@ class Session:
             raise
 
     def _replace_record(self, token: str, **changes: Any) -> None:
-        subs = tuple(dataclasses.replace(s, **changes) if s.token == token and s.state == PENDING else s
+        subs = tuple(s._replace(**changes) if s.token == token and s.state == PENDING else s
                      for s in self.manifest.submissions)
         self.save(self.manifest.replace(submissions=subs))
 

@@ -7,13 +7,12 @@ and shell-quoted by the template renderer.
 """
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 from typing import Any
 
 from jobs.errors import UserError
-from jobs.profile import ClusterProfile
+from jobs.profile import INT_FIELDS, ClusterProfile
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "configs" / "clusters"
 SIGNALS = ("USR1", "USR2", "TERM")
@@ -23,8 +22,6 @@ RESOURCE_KEYS = {"partition": "partition", "gres": "gres", "time": "time", "mem"
                  "qos": "qos", "constraint": "constraint", "max_parallel": "max_parallel",
                  "signal": "signal", "grace_s": "grace_s", "trial_time": "trial_time",
                  "timeout_requeues": "timeout_requeues", "gpus_per_trial": "gpus_per_trial"}
-# Profile fields that hold whole numbers: "4" from the command line (or a quoted YAML value) is 4.
-_INT_FIELDS = frozenset(f.name for f in dataclasses.fields(ClusterProfile) if f.type in ("int", "int | None"))
 # sbatch long options a profile's `sbatch:` escape hatch may use (letters, digits, dashes).
 _OPTION_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
@@ -63,7 +60,7 @@ def load_profile(name_or_file: str) -> ClusterProfile:
 
 
 def _build(data: dict[str, Any], where: str) -> ClusterProfile:
-    names = {f.name for f in dataclasses.fields(ClusterProfile)}
+    names = set(ClusterProfile._fields)
     unknown = sorted(set(data) - names)
     if unknown:
         raise UserError(f"unknown profile key(s) {', '.join(unknown)}", file=where, key=unknown[0],
@@ -121,7 +118,7 @@ def with_resources(profile: ClusterProfile, resources: dict[str, Any], *, source
             raise UserError(f"must be a single value, not {value!r}", file=source, key=where)
         target = RESOURCE_KEYS.get(key) or RESOURCE_KEYS.get(str(key).replace("-", "_"))
         if target is not None:
-            if target in _INT_FIELDS and isinstance(value, str) and value.strip().isdigit():
+            if target in INT_FIELDS and isinstance(value, str) and value.strip().isdigit():
                 value = int(value)
             changes[target] = value
             continue
@@ -139,7 +136,7 @@ def with_resources(profile: ClusterProfile, resources: dict[str, Any], *, source
             extra.pop(option, None)
         else:
             extra[option] = None if value is True else value
-    updated = dataclasses.replace(profile, sbatch=extra, **changes)
+    updated = profile.replace(sbatch=extra, **changes)
     validate(updated, source or "resources")
     return updated
 

@@ -5,7 +5,8 @@ What each kind means and how it is sampled and searched lives in `search.kinds`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
+
 TYPE_CHECKING = False  # typing costs a few ms at every array task's start; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
@@ -27,27 +28,19 @@ _NUMBERS = ("low", "high", "q", "mu", "sigma", "a", "b", "center")
 _INTEGER_KINDS = ("int_uniform", "int_loguniform", "pow2")
 
 
-@dataclass(frozen=True)
-class Dist:
+class Dist(namedtuple("Dist", "kind low high values probabilities q mu sigma a b center is_int",
+                      defaults=(None, None, (), None, None, None, None, None, None, None, False))):
     """`q` quantises a sampled value to a multiple of q; `center` is the search centre
-    (Protein `mean`, CARBS `search_center`): the first point a bayes plan suggests."""
+    (Protein `mean`, CARBS `search_center`): the first point a bayes plan suggests.
+    A namedtuple, as the manifest's records (see jobs.manifest): every array task reads the space."""
 
-    kind: str
-    low: float | None = None
-    high: float | None = None
-    values: tuple[Any, ...] = ()
-    probabilities: tuple[float, ...] | None = None
-    q: float | None = None
-    mu: float | None = None
-    sigma: float | None = None
-    a: float | None = None
-    b: float | None = None
-    center: Any = None
-    is_int: bool = False
+    __slots__ = ()
 
-    def __post_init__(self) -> None:
-        if self.kind in _INTEGER_KINDS and not self.is_int:   # their values are ints, whatever was said
-            object.__setattr__(self, "is_int", True)
+    def __new__(cls, kind: str, *args: Any, **kwargs: Any) -> Dist:
+        self = super().__new__(cls, kind, *args, **kwargs)
+        if kind in _INTEGER_KINDS and not self.is_int:   # their values are ints, whatever was said
+            self = self._replace(is_int=True)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (`--dry-run --json`'s "space", manifest.json's "space")."""

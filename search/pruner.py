@@ -5,7 +5,8 @@ import Optuna at all.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
+
 TYPE_CHECKING = False  # typing costs a few ms at every array task's start; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
@@ -13,18 +14,13 @@ if TYPE_CHECKING:
 PRUNERS = ("hyperband", "asha", "median", "none")
 
 
-@dataclass(frozen=True)
-class Pruner:
+class Pruner(namedtuple("Pruner", "kind min_iter max_iter eta s", defaults=("none", None, None, 3, None))):
     """Early stopping (bayes / random plans). kind: hyperband | asha | median | none.
 
     min_iter / max_iter / eta / s are in the units of the steps the program reports (W&B's
-    `early_terminate` names; `s` is hyperband's bracket count)."""
+    `early_terminate` names; `s` is hyperband's bracket count). A namedtuple: see jobs.manifest."""
 
-    kind: str = "none"
-    min_iter: int | None = None
-    max_iter: int | None = None
-    eta: int = 3
-    s: int | None = None
+    __slots__ = ()
 
     @property
     def active(self) -> bool:

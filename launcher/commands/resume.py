@@ -10,7 +10,6 @@ command line, submits through jobs.submission and prints.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -57,11 +56,11 @@ def run(args: argparse.Namespace) -> int:
         if resources:
             from launcher.cluster import with_resources
 
-            settings = dataclasses.replace(settings, cluster=with_resources(settings.cluster, resources,
+            settings = settings._replace(cluster=with_resources(settings.cluster, resources,
                                                                              source="command line"))
             manifest = manifest.replace(settings=settings)
         if args.max_attempts is not None:
-            settings = dataclasses.replace(settings, max_attempts=args.max_attempts)
+            settings = settings._replace(max_attempts=args.max_attempts)
             manifest = manifest.replace(settings=settings)
         status = collect(sweep_dir, manifest)
         sel = resume.select(status, sweep_dir, max_attempts=settings.max_attempts, retry_failed=args.retry_failed,

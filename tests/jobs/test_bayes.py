@@ -2,7 +2,6 @@
 report() through the journal, pruners from the sweep's settings, GPU-hours saved."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import multiprocessing
 import os
@@ -234,7 +233,7 @@ def test_pruning_through_the_task_runner(tmp_path):
     sweep.mkdir()
     qualities = [0.8, 0.9, 0.85, 0.95, 0.05]
     manifest = pruned_manifest("median", 5, [{"quality": q} for q in qualities], min_iter=1, max_iter=9)
-    manifest = manifest.replace(settings=dataclasses.replace(manifest.settings, command=(sys.executable, str(program)),
+    manifest = manifest.replace(settings=manifest.settings._replace(command=(sys.executable, str(program)),
                                                              workdir=str(ROOT)))
     mf.write_manifest(sweep, manifest)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
