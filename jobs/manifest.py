@@ -105,16 +105,9 @@ def expand_ranges(text: str) -> list[int]:
     return out
 
 
-def task_of(indices: list[int], index: int, *, offset: int, pack: int) -> int:
-    """The task id that runs trial `index` of an array holding the sorted `indices`:
-    unpacked, index - offset; packed, offset + position // pack."""
-    if pack <= 1:
-        return index - offset
-    return offset + indices.index(index) // pack
-
-
 def tasks_of(indices: list[int], *, offset: int, pack: int) -> dict[int, list[int]]:
-    """{task id: trial indices} of an array holding the sorted `indices` (inverse of task_of)."""
+    """{task id: trial indices} of an array holding the sorted `indices`: unpacked, task
+    index - offset; packed, task offset + position // pack."""
     out: dict[int, list[int]] = {}
     if pack <= 1:
         for index in indices:
@@ -200,11 +193,13 @@ class Submission(namedtuple("Submission", "stage indices executor token state jo
     def index_list(self) -> list[int]:
         return expand_ranges(self.indices)
 
-    def task_id(self, index: int) -> str | None:
-        """'<array job>_<task>' of a trial in this submission; None before a job id exists."""
+    def task_ids(self) -> dict[int, str]:
+        """{trial index: '<array job>_<task>'} of this submission's trials; empty before a job id exists."""
         if not (self.is_slurm and self.job_id):
-            return None
-        return f"{self.job_id}_{task_of(self.index_list(), index, offset=self.offset, pack=self.pack)}"
+            return {}
+        return {index: f"{self.job_id}_{task}"
+                for task, indices in tasks_of(self.index_list(), offset=self.offset, pack=self.pack).items()
+                for index in indices}
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self._asdict().items() if v is not None}

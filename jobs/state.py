@@ -153,10 +153,13 @@ def combine(manifest: Manifest, results: dict[str, dict[str, Any]], live: Live, 
     """The state of every trial (pure: everything it needs is passed in)."""
     metric = manifest.settings.metric
     latest = manifest.latest_submissions()
+    task_ids: dict[int, str] = {}
+    for sub in dict.fromkeys(latest.values()):
+        task_ids.update((i, task) for i, task in sub.task_ids().items() if latest[i] is sub)
     out: list[TrialStatus] = []
     for trial in manifest.trials:
         sub = latest.get(trial.index)
-        st = TrialStatus(trial=trial, state=TrialState.UNSUBMITTED, slurm_id=sub.task_id(trial.index) if sub else None)
+        st = TrialStatus(trial=trial, state=TrialState.UNSUBMITTED, slurm_id=task_ids.get(trial.index))
         task = live.tasks.get(trial.index)
         live_state = (TrialState.RUNNING if task.state == "RUNNING" else TrialState.PENDING) \
             if task is not None and task.source == "local" else (from_slurm(task.state) if task else None)

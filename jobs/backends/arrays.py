@@ -15,7 +15,7 @@
   task holds several GPUs). Packed tasks are chunks of `pack` trials in index order, so that
   task t of stage k+1 holds the children of task t of stage k, and aftercorr still pairs them.
 
-How a trial index maps to its task id is jobs.manifest.task_of (Submission.task_id uses it too):
+How a trial index maps to its task id is jobs.manifest.tasks_of (Submission.task_ids uses it too):
 unpacked, task = index - offset; packed, task = offset + position // pack among the array's
 sorted indices.
 """

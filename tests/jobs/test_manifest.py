@@ -71,7 +71,7 @@ def test_indices_and_task_ids_of_submissions():
     m = full_manifest()
     assert m.latest_submissions() == {0: m.submissions[0], 1: m.submissions[1]}
     assert m.job_ids() == ["7"] and m.unsubmitted_indices() == [3, 4, 5]
-    assert m.submissions[0].task_id(0) == "7_0" and m.submissions[1].task_id(1) is None   # no job id yet
+    assert m.submissions[0].task_ids()[0] == "7_0" and m.submissions[1].task_ids() == {}   # no job id yet
     assert m.trial_at(1).id == "t1"
     with pytest.raises(KeyError):
         m.trial_at(9)

@@ -93,7 +93,7 @@ def test_unsubmitted_pending_record_lost_and_latest_submission_wins():
     trials = [trial(i) for i in range(5)]
     m = manifest(trials, [sub("5", "0-1"), sub("9", "1", offset=1), sub(None, "3", state="pending", token="ab12")],
                  unsubmitted="2")
-    assert m.latest_submissions()[1].task_id(1) == "9_0" and m.job_ids() == ["5", "9"]
+    assert m.latest_submissions()[1].task_ids()[1] == "9_0" and m.job_ids() == ["5", "9"]
     st = {t.trial.index: t for t in combine(m, {}, Live()).trials}
     assert {i: s.state for i, s in st.items()} == {0: TrialState.LOST, 1: TrialState.LOST, 2: TrialState.UNSUBMITTED,
                                                    3: TrialState.PENDING, 4: TrialState.UNSUBMITTED}

@@ -87,7 +87,7 @@ def test_promotions_climb_from_their_own_checkpoints_in_asha_order_and_a_requeue
 
     wait_for(climbing, 150, "a top-rung trial mid-way")
     victim = next(t for t in top if step_of(sweep, t.id) >= BUDGETS[1] + 3)
-    task = mf.read_manifest(sweep).latest_submissions()[victim.index].task_id(victim.index)
+    task = mf.read_manifest(sweep).latest_submissions()[victim.index].task_ids()[victim.index]
     slurm.scontrol_requeue([task])
 
     def settled() -> bool:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from jobs.backends.arrays import plan_arrays
-from jobs.manifest import Trial, task_of, tasks_of
+from jobs.manifest import Trial, tasks_of
 
 
 def _trials(n: int, stages: int = 1) -> list[Trial]:
@@ -53,7 +53,7 @@ def test_packed_tasks_hold_their_chunks_and_later_stages_pair_task_by_task():
     first, second = plan.arrays
     assert first.tasks == {0: [0, 1, 2], 1: [3, 4, 5], 2: [6]}
     assert second.tasks == {0: [7, 8, 9], 1: [10, 11, 12], 2: [13]} and second.depends_on == 0
-    assert task_of(sorted(second.indices), 11, offset=second.offset, pack=3) == 1
+    assert tasks_of(sorted(second.indices), offset=second.offset, pack=3)[1] == [10, 11, 12]
 
 
 def test_a_packed_budget_counts_tasks_not_trials():
@@ -71,9 +71,7 @@ def test_attached_children_sit_at_their_parents_task_ids_in_the_old_job():
     assert array.after_job == "50" and array.task_ids == [1, 2] and array.indices == [5, 6]
 
 
-def test_tasks_of_inverts_task_of():
-    for pack, offset in ((1, 3), (4, 0)):
-        indices = [3, 4, 5, 9, 11, 12]
-        tasks = tasks_of(indices, offset=offset, pack=pack)
-        assert {i: t for t, ids in tasks.items() for i in ids} == {
-            i: task_of(indices, i, offset=offset, pack=pack) for i in indices}
+def test_tasks_of_numbers_tasks_from_the_offset():
+    indices = [3, 4, 5, 9, 11, 12]
+    assert tasks_of(indices, offset=3, pack=1) == {0: [3], 1: [4], 2: [5], 6: [9], 8: [11], 9: [12]}
+    assert tasks_of(indices, offset=0, pack=4) == {0: [3, 4, 5, 9], 1: [11, 12]}

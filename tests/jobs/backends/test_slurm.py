@@ -179,4 +179,4 @@ def test_packed_submission_maps_every_trial_of_a_task():
     live = backend.slurm_live(m, sacct=lambda ids, steps=False: slurm.parse_sacct(text),
                               squeue=lambda ids, user=None: slurm.parse_squeue("70_2|RUNNING|None|n1|0:09\n"))
     assert {i: t.state for i, t in live.tasks.items()} == {0: "COMPLETED", 1: "COMPLETED", 4: "RUNNING"}
-    assert m.submissions[0].task_id(3) == "70_1" and m.submissions[0].task_id(4) == "70_2"
+    assert m.submissions[0].task_ids()[3] == "70_1" and m.submissions[0].task_ids()[4] == "70_2"
