@@ -473,9 +473,12 @@ def run_task(sweep_dir: Path, settings: Settings, trials: list[Trial], *, fork_p
         statuses = _run_side_by_side(sweep_dir, settings, trials, forwarder, devices)
     else:
         end = _task_end() if packed else None
+        # The time-limit warning comes grace_s before the end, or up to EARLY_WARNING_SLACK_S earlier
+        # (Slurm checks about every 30 s): a trial that would still run then is not started.
+        margin = settings.cluster.grace_s + stop.EARLY_WARNING_SLACK_S
         longest = 0.0
         for i, trial in enumerate(trials):
-            if end is not None and i and time.time() + longest * 1.2 + settings.cluster.grace_s > end:
+            if end is not None and i and time.time() + longest * 1.2 + margin > end:
                 _hand_back(sweep_dir, trials[i:], "too close to its time limit")
                 break
             started = time.monotonic()

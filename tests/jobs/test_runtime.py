@@ -14,6 +14,12 @@ from jobs import runtime
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def no_step_reported_yet(monkeypatch):
+    """runtime remembers the last step reported in this process: another test's report must not leak in."""
+    monkeypatch.setattr(runtime, "_last_step", None)
+
+
 def test_runtime_report_outside_a_sweep_is_free(tmp_path):
     code = ("import sys; from jobs import runtime; assert runtime.report(3, 0.5) is False; "
             "assert 'optuna' not in sys.modules; print('ok')")
@@ -26,7 +32,6 @@ def test_write_metrics_records_the_step_it_was_pruned_at(tmp_path, monkeypatch):
     target = tmp_path / "metrics.json"
     monkeypatch.setenv("SWEEP_RESULT_FILE", str(target))
     monkeypatch.setenv("SWEEP_TRIAL_DIR", str(tmp_path))      # no optuna.json: report records only
-    monkeypatch.setattr(runtime, "_last_step", None)
     assert runtime.report(7, 0.1) is False
     runtime.write_metrics({"acc": 0.1}, status="pruned")
     assert json.loads(target.read_text()) == {"acc": 0.1, "last_step": 7, "pruned_at_step": 7, "status": "pruned"}

@@ -174,3 +174,53 @@ def test_a_killed_launcher_and_a_concurrent_resume_submit_nothing_twice(tmp_path
     m = mf.read_manifest(sweep)
     assert {s.state for s in m.submissions} == {"submitted"}
     assert sorted(i for s in m.submissions for i in s.index_list()) == list(range(60))
+
+
+SIDE_BY_SIDE = r"""
+import os, sys, time
+from jobs import runtime
+start = time.time()
+time.sleep(3)
+runtime.write_metrics({"gpus": os.environ.get("CUDA_VISIBLE_DEVICES", ""), "start": start, "end": time.time()})
+"""
+
+
+def test_a_packed_task_on_four_gpus_runs_four_trials_side_by_side_one_gpu_each(tmp_path, slurm_cleanup):
+    (tmp_path / "side.py").write_text(SIDE_BY_SIDE)
+    sweep, argv = prepare(tmp_path, "name: side\ngrid: {x: [0, 1, 2, 3]}\n", profile(100, gres="gpu:4"), "--pack", "4")
+    argv[argv.index("--command") + 1] = f"{PY} {tmp_path / 'side.py'}"
+    assert main(argv) == 0
+    [sub] = mf.read_manifest(sweep).submissions
+    slurm_cleanup.append(sub.job_id)
+    assert sub.array.split("%")[0] == "0"                                   # one task holds all four
+    wait_for(lambda: len(results(sweep)) == 4, 120, "4 results")
+    res = [r["results"] for r in results(sweep).values()]
+    assert sorted(r["gpus"] for r in res) == ["0", "1", "2", "3"]          # Slurm's four, one to each trial
+    assert max(r["start"] for r in res) < min(r["end"] for r in res)       # all four ran at once
+
+
+def test_a_packed_task_near_its_time_limit_hands_the_rest_back_to_the_top_up(tmp_path, slurm_cleanup):
+    # 6 trials of ~12 s packed in one task of a 2-minute limit (warning 10 s before, or up to 75 s
+    # earlier): a task starts no trial that could still run when the warning may come (two fit), and
+    # hands the rest back to the top-up; no trial is warned, each starts once.
+    sweep, argv = prepare(tmp_path, "name: near-limit\ngrid: {x: [0, 1, 2, 3, 4, 5]}\nfixed: {steps: 120}\n",
+                          profile(100).replace("time: '00:10:00'\ngrace_s: 30", "time: '00:02:00'\ngrace_s: 10"),
+                          "--pack", "6")
+    watch = QueueWatch(sweep, slurm_cleanup)
+    watch.start()
+    try:
+        assert main(argv) == 0
+        wait_for(lambda: len(results(sweep)) == 6, 300, "6 results")
+    finally:
+        watch.done.set()
+        watch.join()
+    res = results(sweep)
+    assert {r["status"] for r in res.values()} == {"completed"}                # no trial reached the limit
+    runs = starts(tmp_path)
+    assert len(runs) == 6 and set(runs.values()) == {1}, runs                 # each started once
+    first_job = mf.read_manifest(sweep).submissions[0].job_id
+    in_first = sum(1 for r in res.values() if r["job"]["id"] == f"{first_job}_0")
+    assert 1 <= in_first < 6, in_first
+    assert len(mf.read_manifest(sweep).submissions) >= 2                      # the rest came by the top-up
+    log = next((sweep / "logs").glob(f"{first_job}_0.out")).read_text()
+    assert f"{6 - in_first} trial(s) left for the top-up: too close to its time limit" in log
