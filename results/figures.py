@@ -61,7 +61,8 @@ def metric_distribution(frame: pd.DataFrame, metric: Metric, path: str) -> str |
             values = rng.choice(values, MAX_POINTS, replace=False)
         ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=10, alpha=0.5)
     ax.set_ylabel(metric.name)
-    ax.set_title(f"{metric.name} per environment ({len(good)} completed trials)")
+    per = " per environment" if len(names) > 1 else ""
+    ax.set_title(f"{metric.name}{per}\n({len(good)} completed trials)", fontsize=10)
     return _save(fig, path)
 
 
@@ -171,7 +172,8 @@ def best_configs(frame: pd.DataFrame, metric: Metric, path: str, top: int = TOP_
     ax.invert_yaxis()
     ax.set_xlim(0, 1.25)
     ax.set_xlabel("position in the sweep's range (0 = lowest tried, 1 = highest; log for log-scaled)")
-    ax.legend(fontsize=7, loc="lower right", title=metric.name, title_fontsize=7)
+    # Beside the bars, not over them: the value labels at the right end must stay readable.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), title=metric.name, title_fontsize=7)
     ax.set_title(f"best {len(best)} configurations")
     return _save(fig, path)
 
