@@ -40,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     sweep = os.path.abspath(args.sweep_dir)
     sel = ws.select(sweep, settle_s=args.settle)
     rel = lambda path: os.path.relpath(path, sweep)  # noqa: E731 - short names in a listing
+    if not sel.ready and not sel.skipped:
+        print(f"no offline W&B runs under {sweep}/trials: its trials log to W&B with enable_wandb=true "
+              "(the trainer) or wandb=true (examples.keydoor)")
+        return 0
     verb = "would upload" if args.dry_run else "uploading"
     print(f"{verb} {len(sel.ready)} run(s), oldest first:")
     for r in sel.ready:

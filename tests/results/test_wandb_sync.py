@@ -128,3 +128,9 @@ def test_unreachable_server_is_one_line_exit_2_before_any_upload(sweep):
 def test_not_a_sweep_is_one_line(tmp_path):
     done = _sweep_cli("sync", str(tmp_path), "--dry-run")
     assert done.returncode == 2 and "no trials/" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_sweep_without_wandb_runs_says_how_to_get_them(tmp_path):
+    (tmp_path / "trials" / "t1").mkdir(parents=True)
+    done = _sweep_cli("sync", str(tmp_path))
+    assert done.returncode == 0 and done.stdout.startswith("no offline W&B runs under") and "enable_wandb=true" in done.stdout
