@@ -3,7 +3,8 @@
 #
 #   scripts/gpu_check.sh            # logs under $OUT (default /tmp/gpu_check), a summary on stdout
 #
-# 1. the optimizer's CUDA tests (fp32 and bf16 against the CPU rule)      -> pytest.log
+# 1. the trainer's tests with CUDA visible (training and exact resume on CUDA, the optimizer
+#    against the CPU rule in fp32 and bf16, one host sync per training step)    -> pytest.log
 # 2. NCCL: a one-rank process group under torchrun, all_reduce + barrier -> nccl.log
 #    (one GPU allows world size 1 only: NCCL refuses two ranks on one device)
 # 3. the trainer on CUDA under torchrun (hrm_v1, batch 768, compiled), then run on from its own
@@ -32,8 +33,10 @@ step environment
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name())'
 
-step "optimizer tests on CUDA"
-timeout 120 "$PY" -m pytest -q -p no:cacheprovider -rs tests/train/test_optim.py >"$OUT/pytest.log" 2>&1
+step "the trainer's tests on CUDA"
+# device=null in the trainer means CUDA here: training, resume-exactly and the CUDA-only tests (the
+# optimizer against the CPU rule, host syncs per step) run on the GPU; the gloo test stays on the CPU.
+timeout 240 "$PY" -m pytest -q -p no:cacheprovider -rs -n 8 tests/train >"$OUT/pytest.log" 2>&1
 summary pytest "rc $? ($(tail -n 1 "$OUT/pytest.log"))"
 
 step "NCCL, one rank"

@@ -26,7 +26,9 @@ RUN = ["arch=hrm_tiny", "global_batch_size=16", "epochs=2", "eval_interval=1", "
        "log_interval=1", "checkpoint_every_minutes=0", "puzzle_emb_lr=1e-2",
        # ACT exploration draws its noise per rank (seed + rank, as the HRM reference does), so with
        # it on two ranks halt other rows than one process would: off here, to compare step by step.
-       "arch.halt_exploration_prob=0"]
+       "arch.halt_exploration_prob=0",
+       # gloo on the CPU wherever the suite runs: on a one-GPU machine NCCL would refuse two ranks.
+       "device=cpu"]
 ENV = {**os.environ, "DISABLE_COMPILE": "1", "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
 STEPS = 12
 

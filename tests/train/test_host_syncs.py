@@ -4,6 +4,7 @@ aten ops that wait for the device on CUDA (scalar reads such as `if tensor:` or 
 unique, boolean-mask indexing, cross-device copies) and the ones that copy Python data to it."""
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,36 @@ def test_train_step_without_puzzle_embeddings_has_no_sync_at_all() -> None:
     with HostSyncs() as syncs:
         train_step(head, head.initial_carry(batch), batch, opts, [1e-3], 8, 1, [1.0, 0.0])
     assert not syncs.seen, syncs.seen
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_on_cuda_the_training_step_syncs_the_host_once(dtype: str) -> None:
+    """What the CPU tests above infer, as CUDA itself reports it (torch.cuda.set_sync_debug_mode):
+    one sync per step, the finite check of the metrics before the optimizer step."""
+    head = make_head(8, num_ids=4, forward_dtype=dtype).to("cuda")
+    head.train()
+    opts = optimizers(head)
+    batch = {k: v.to("cuda") for k, v in make_batch(8, num_ids=4).items()}
+    carry, _, _ = train_step(head, head.initial_carry(batch), batch, opts, [1e-2, 1e-3], 8, 1, [0.0, 0.0])
+    torch.cuda.synchronize()
+
+    def syncs(fn: Any) -> int:
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                fn()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+        return sum("synchroniz" in str(w.message) for w in caught)
+
+    def step() -> None:
+        nonlocal carry
+        carry, _, _ = train_step(head, carry, batch, opts, [1e-2, 1e-3], 8, 1, [0.0, 0.0])
+
+    assert syncs(lambda: torch.ones(1, device="cuda").item()) == 1       # the mode sees a sync
+    assert [syncs(step) for _ in range(3)] == [1, 1, 1]
 
 
 # --- evaluation -------------------------------------------------------------------------------

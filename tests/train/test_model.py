@@ -350,7 +350,9 @@ def test_a_few_steps_reduce_the_loss(loss_type):
     opt = torch.optim.Adam(head.parameters(), lr=3e-3)
     sparse = CastedSparseEmbeddingSignSGD(head.puzzle_emb, lr=1e-2, weight_decay=0.1)
     losses = []
-    for _ in range(20):
+    # 40 steps: at 20, stablemax had only just halved the loss (0.52x with torch 2.11 on an H200
+    # machine's CPU, 0.32x here): the initialisation's draws differ between torch versions.
+    for _ in range(40):
         carry = head.initial_carry(batch)
         _, loss, metrics, _, _ = head(carry, batch)
         opt.zero_grad()
