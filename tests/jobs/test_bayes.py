@@ -21,22 +21,6 @@ from search.pruner import Pruner
 
 ROOT = Path(__file__).resolve().parents[2]
 
-SPACE = {
-    "lr": Dist("loguniform", low=1e-5, high=1e-1),
-    "wd": Dist("uniform", low=0.0, high=0.5, q=0.05),
-    "layers": Dist("int_uniform", low=1, high=8),
-    "width": Dist("int_loguniform", low=16, high=1024),
-    "batch": Dist("pow2", low=32, high=4096, center=256),
-    "dropout": Dist("logit", low=0.01, high=0.9),
-    "opt": Dist("choice", values=("adam", "sgd", "lion")),
-    "shape": Dist("choice", values=([1, 2], [3, 4])),
-    "bias": Dist("normal", mu=0.0, sigma=2.0),
-    "clip": Dist("normal", mu=1.0, sigma=5.0, low=0.1, high=3.0),
-    "scale": Dist("lognormal", mu=0.0, sigma=1.0),
-    "mom": Dist("beta", a=2.0, b=5.0),
-    "steps": Dist("uniform", low=10, high=1000, is_int=True),
-}
-
 
 def make_manifest(space: dict[str, Dist], *, n: int = 12, sampler: str | None = "gp", method: str = "bayes",
                   goal: str = "minimize", options: dict | None = None) -> Manifest:

@@ -5,9 +5,7 @@ task requeued mid-way (`scontrol requeue`) carries on from its own checkpoint an
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from jobs import promote, slurm
 from jobs.state import collect
 from jobs.trial_state import TrialState
 from launcher.cli import main
+from tests.slurm.support import wait_for
 
 PY = sys.executable
 PROGRAM = Path(__file__).resolve().parents[1] / "fixtures" / "asha_program.py"
@@ -34,15 +33,6 @@ eta: {ETA}
 """
 PROFILE = ("name: asha\npartition: main\ncpus_per_task: 1\nmem: 300M\ntime: '00:10:00'\ngrace_s: 30\n"
            "max_array_size: 1000\nmax_queued_jobs: 100\n")
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            print(subprocess.run(["squeue"], check=False, capture_output=True, text=True).stdout)
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
 
 
 def starts(sweep: Path, trial_id: str) -> list[dict]:
@@ -85,7 +75,7 @@ def test_promotions_climb_from_their_own_checkpoints_in_asha_order_and_a_requeue
         jobs_now()
         return any(step_of(sweep, t.id) >= BUDGETS[1] + 3 for t in top)
 
-    wait_for(climbing, 150, "a top-rung trial mid-way")
+    wait_for(climbing, 150, "a top-rung trial mid-way", poll=0.2)
     victim = next(t for t in top if step_of(sweep, t.id) >= BUDGETS[1] + 3)
     task = mf.read_manifest(sweep).latest_submissions()[victim.index].task_ids()[victim.index]
     slurm.scontrol_requeue([task])
@@ -94,7 +84,7 @@ def test_promotions_climb_from_their_own_checkpoints_in_asha_order_and_a_requeue
         jobs_now()
         return all(t.state.is_ended() for t in collect(sweep).trials)
 
-    wait_for(settled, 200, "every trial completed or stopped")
+    wait_for(settled, 200, "every trial completed or stopped", poll=0.2)
     m = mf.read_manifest(sweep)
     status = {t.trial.index: t for t in collect(sweep).trials}
     res = results(sweep)

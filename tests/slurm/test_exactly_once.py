@@ -9,14 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from jobs import manifest as mf
 from jobs import slurm
 from launcher.cli import main
+from tests.slurm.support import job_ids, results, starts, wait_for
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,15 +44,6 @@ runtime.write_metrics({"count": count})
 """
 
 
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            print(subprocess.run(["squeue"], capture_output=True, text=True).stdout)
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(poll)
-
-
 def setup(tmp_path: Path, spec_text: str, profile: str | None = None) -> tuple[Path, list[str]]:
     (tmp_path / "prog.py").write_text(PROGRAM)
     (tmp_path / "spec.yaml").write_text(spec_text)
@@ -64,19 +54,6 @@ def setup(tmp_path: Path, spec_text: str, profile: str | None = None) -> tuple[P
     argv = ["launch", str(tmp_path / "spec.yaml"), "--executor", "slurm", "--cluster", cluster,
             "--dir", str(tmp_path / "sweep"), "--command", f"{PY} {tmp_path / 'prog.py'}"]
     return tmp_path / "sweep", argv
-
-
-def job_ids(sweep: Path) -> list[str]:
-    return [s.job_id for s in mf.read_manifest(sweep).submissions if s.job_id]
-
-
-def results(sweep: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("trials/*/result.json")}
-
-
-def starts(tmp_path: Path) -> Counter:
-    log = tmp_path / "runs.log"
-    return Counter(line.split()[0] for line in log.read_text().splitlines()) if log.exists() else Counter()
 
 
 def queued(sweep: Path) -> int:

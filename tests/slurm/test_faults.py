@@ -23,6 +23,7 @@ from jobs.submission import IN_FLIGHT_S
 from jobs import slurm
 from jobs.state import collect
 from launcher.cli import main
+from tests.slurm.support import job_ids, results, wait_for
 
 PY = sys.executable
 
@@ -66,22 +67,6 @@ def pending_since(sweep: Path) -> float:
     return max(datetime.fromisoformat(s.submitted.replace("Z", "+00:00")).timestamp() for s in subs)
 
 
-def job_ids(sweep: Path) -> list[str]:
-    return [s.job_id for s in mf.read_manifest(sweep).submissions if s.job_id]
-
-
-def wait_for(predicate, timeout: float, what: str, sweep: Path | None = None, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            print(subprocess.run(["squeue"], capture_output=True, text=True).stdout)
-            if sweep is not None and job_ids(sweep):
-                print(subprocess.run(["sacct", "-X", "-j", ",".join(job_ids(sweep))], capture_output=True,
-                                     text=True).stdout)
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(poll)
-
-
 def write_spec(tmp_path: Path, text: str) -> Path:
     (tmp_path / "prog.py").write_text(PROGRAM)
     spec = tmp_path / "spec.yaml"
@@ -96,10 +81,6 @@ def launch(tmp_path: Path, spec_text: str, cleanup: list, *extra: str) -> Path:
                  "--command", f"{PY} {tmp_path / 'prog.py'}", *extra]) == 0
     cleanup.extend(job_ids(sweep))
     return sweep
-
-
-def results(sweep: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("trials/*/result.json")}
 
 
 def completed(sweep: Path) -> int:
@@ -140,11 +121,11 @@ def test_running_tasks_requeued_several_times(tmp_path, slurm_cleanup):
     [job] = job_ids(sweep)
     rounds = 3
     for attempt in range(rounds):
-        wait_for(lambda: started(sweep, attempt) == 3, 40, f"attempt {attempt} of every task", sweep)
+        wait_for(lambda: started(sweep, attempt) == 3, 40, f"attempt {attempt} of every task", sweep=sweep)
         slurm.scontrol_requeue([job])  # the whole array: every running task
-    wait_for(lambda: started(sweep, rounds) == 3, 40, "the last restart", sweep)
+    wait_for(lambda: started(sweep, rounds) == 3, 40, "the last restart", sweep=sweep)
     (tmp_path / "hold").unlink()
-    wait_for(lambda: completed(sweep) == 3, 40, "3 completed results", sweep)
+    wait_for(lambda: completed(sweep) == 3, 40, "3 completed results", sweep=sweep)
     res = check_one_result_each(sweep, f"`scontrol requeue {job}` x{rounds} on 3 running tasks")
     # When Slurm itself requeued the task, the runner's own `scontrol requeue` is refused ("Job is
     # pending execution"): it must then write nothing, leaving the result to the next attempt.
@@ -166,7 +147,7 @@ grid: {x: [0, 1]}
 fixed: {until_signal: true, steps: 5}
 resources: {time: "00:02:00", grace_s: 100, signal: USR1}
 """, slurm_cleanup)
-    wait_for(lambda: completed(sweep) == 2, 110, "both trials to finish after their time-limit warning", sweep)
+    wait_for(lambda: completed(sweep) == 2, 110, "both trials to finish after their time-limit warning", sweep=sweep)
     res = check_one_result_each(sweep, "a 2-minute time limit with --signal=B:USR1@100 on work that outlasts it")
     for t in res:
         assert (mf.trial_dir(sweep, t) / "signal.0").read_text() == str(int(signal.SIGUSR1))
@@ -178,7 +159,7 @@ resources: {time: "00:02:00", grace_s: 100, signal: USR1}
 def test_node_down_then_resumed_mid_run(tmp_path, slurm_cleanup, slurm_cluster, slurm_exclusive):
     (tmp_path / "hold").touch()
     sweep = launch(tmp_path, "name: fault-node\ngrid: {x: [0, 1]}\nfixed: {steps: 3}\n", slurm_cleanup)
-    wait_for(lambda: started(sweep, 0) == 2, 40, "both tasks to start", sweep)
+    wait_for(lambda: started(sweep, 0) == 2, 40, "both tasks to start", sweep=sweep)
     node = slurm_cluster.node
     try:
         subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=slurmsweep-test"],
@@ -192,9 +173,9 @@ def test_node_down_then_resumed_mid_run(tmp_path, slurm_cleanup, slurm_cluster, 
                                     text=True).stdout.strip()
         assert done.returncode == 0 or ("down" not in node_state and "drain" not in node_state), \
             f"node {node} stays {node_state}: {done.stderr}"
-    wait_for(lambda: started(sweep, 1) == 2, 60, "both tasks to restart on the resumed node", sweep)
+    wait_for(lambda: started(sweep, 1) == 2, 60, "both tasks to restart on the resumed node", sweep=sweep)
     (tmp_path / "hold").unlink()
-    wait_for(lambda: completed(sweep) == 2, 40, "2 completed results", sweep)
+    wait_for(lambda: completed(sweep) == 2, 40, "2 completed results", sweep=sweep)
     res = check_one_result_each(sweep, f"node {node} set DOWN for 3 s mid-run, then RESUMED")
     assert rewrites(sweep) == 0, "an attempt wrote a result that a later attempt replaced"
     assert all(r["job"]["attempt"] >= 1 for r in res.values())
@@ -240,7 +221,7 @@ exec {real} "$@"
     done = json.loads(capsys.readouterr().out)
     slurm_cleanup.extend(job_ids(sweep))
     assert [r["index"] for r in done["resubmit"]] == [3, 4, 5] and done["reconciled"]["dropped"] == "3-5"
-    wait_for(lambda: len(results(sweep)) == 6, 60, "6 results", sweep)
+    wait_for(lambda: len(results(sweep)) == 6, 60, "6 results", sweep=sweep)
     res = check_one_result_each(sweep, "SIGKILL to `sweep launch` between stage 0 and stage 1 sbatch, then resume")
     by_id = {t.id: t for t in mf.read_manifest(sweep).trials}
     assert sorted(by_id[t].stage for t in res) == [0, 0, 0, 1, 1, 1]

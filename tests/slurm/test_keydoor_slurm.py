@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from jobs import manifest as mf
 from jobs import slurm
 from launcher.cli import main
+from tests.slurm.support import results, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -22,21 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "configs" / "sweeps" / "conspec_keydoor.yaml"
 ENVIRONMENTS = ("single", "double", "triple")
 EPISODES = 400
-
-
-def wait_for(predicate, timeout: float, what: str, sweep: Path, poll: float = 0.5) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            print(subprocess.run(["squeue"], capture_output=True, text=True).stdout)
-            for log in sweep.glob("trials/*/trial.log"):
-                print(f"--- {log}\n{log.read_text(errors='replace')[-2000:]}")
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(poll)
-
-
-def results(sweep: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("trials/*/result.json")}
 
 
 def progress_steps(trial_dir: Path) -> list[int]:
@@ -67,11 +51,11 @@ def test_keydoor_sweep_requeue_one_trial_and_report(tmp_path, slurm_cleanup, mon
     # Requeue the trial with the most updates ahead (smallest batch), once it has logged progress.
     victim = min(trials, key=lambda t: (t["params"]["batch_size"], -t["params"]["hidden_dim"]))
     vdir = mf.trial_dir(sweep, victim["id"])
-    wait_for(lambda: progress_steps(vdir) and task_id(vdir), 240, f"trial {victim['id']} to make progress", sweep)
+    wait_for(lambda: progress_steps(vdir) and task_id(vdir), 240, f"trial {victim['id']} to make progress", sweep=sweep)
     assert progress_steps(vdir)[-1] < EPISODES, "the trial to requeue finished before it could be requeued"
     slurm.scontrol_requeue([task_id(vdir)])
 
-    wait_for(lambda: len(results(sweep)) == 6, 420, "6 results", sweep, poll=1.0)
+    wait_for(lambda: len(results(sweep)) == 6, 420, "6 results", sweep=sweep, poll=1.0)
     res = results(sweep)
     assert {r["status"] for r in res.values()} == {"completed"}, res
     for t in trials:

@@ -4,13 +4,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pytest
 
 from jobs import manifest as mf
 from launcher.cli import main
+from tests.slurm.support import results, wait_for
 
 PY = sys.executable
 
@@ -35,15 +34,6 @@ runtime.write_metrics({"argv": sys.argv[1:], "resumed_from": resumed, "attempt":
 """
 
 
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            subprocess.run(["squeue"], check=False)
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(poll)
-
-
 def launch(tmp_path: Path, spec_text: str, slurm_cleanup: list, *extra: str) -> tuple[Path, mf.Manifest]:
     (tmp_path / "prog.py").write_text(PROGRAM)
     spec = tmp_path / "spec.yaml"
@@ -55,10 +45,6 @@ def launch(tmp_path: Path, spec_text: str, slurm_cleanup: list, *extra: str) -> 
     manifest = mf.read_manifest(sweep)
     slurm_cleanup.extend(s.job_id for s in manifest.submissions)
     return sweep, manifest
-
-
-def results(sweep: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("trials/*/result.json")}
 
 
 def test_progressive_grid_with_hostile_values(tmp_path, slurm_cleanup):
@@ -74,7 +60,7 @@ stages: {{key: steps, values: [4, 8]}}
     assert [s.stage for s in subs] == [0, 1] and {s.state for s in subs} == {"submitted"}
     assert subs[0].dependency is None and subs[1].dependency == f"aftercorr:{subs[0].job_id}"
     assert subs[0].array == "0-1%4" and subs[1].offset == 2
-    wait_for(lambda: len(results(sweep)) == 4, 60, "4 results")
+    wait_for(lambda: len(results(sweep)) == 4, 60, "4 results", poll=0.2)
     res = results(sweep)
     by_id = {t.id: t for t in manifest.trials}
     for trial_id, r in res.items():
@@ -96,7 +82,7 @@ grid: {wait_for_signal: [true], x: [1, 2]}
 """, slurm_cleanup)
     job = manifest.submissions[0].job_id
     started = [mf.trial_dir(sweep, t.id) / "started" for t in manifest.trials]
-    wait_for(lambda: all(p.exists() for p in started), 60, "both tasks to start")
+    wait_for(lambda: all(p.exists() for p in started), 60, "both tasks to start", poll=0.2)
     for task in (0, 1):
         subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job}_{task}"], check=True)
     # Slurm holds a requeued task for cred_expire seconds (15 on the test cluster; forcing an earlier
@@ -123,7 +109,7 @@ def test_submitit_executor_runs_the_same_runner(tmp_path, slurm_cleanup):
     slurm_cleanup.extend(s.job_id for s in subs)
     assert [s.executor for s in subs] == ["submitit", "submitit"]
     assert subs[1].dependency == f"aftercorr:{subs[0].job_id}"
-    wait_for(lambda: len(results(sweep)) == 4, 60, "4 results")
+    wait_for(lambda: len(results(sweep)) == 4, 60, "4 results", poll=0.2)
     res = results(sweep)
     assert {r["status"] for r in res.values()} == {"completed"}
     stage1 = [r for r in res.values() if r["stage"] == 1]

@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
-import pytest
 
 from jobs import manifest as mf
 from jobs import slurm
 from jobs.state import collect
 from launcher.cli import main
+from tests.slurm.support import results, wait_for
 
 PY = sys.executable
 
@@ -40,15 +38,6 @@ while flag("hold") or count < int(args.get("steps", "0")):
     count += 1
 runtime.write_metrics({"acc": float(args.get("x", 0)), "attempt": ctx.attempt, "job": ctx.job_id})
 """
-
-
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            print(subprocess.run(["squeue"], capture_output=True, text=True).stdout)
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(poll)
 
 
 def launch(tmp_path: Path, spec_text: str, cleanup: list, *extra: str) -> Path:
@@ -78,10 +67,6 @@ def resume_json(sweep: Path, capsys, *extra: str) -> dict:
     capsys.readouterr()
     assert main(["resume", str(sweep), "--json", *extra]) == 0
     return json.loads(capsys.readouterr().out)
-
-
-def results(sweep: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("trials/*/result.json")}
 
 
 def settled(sweep: Path) -> bool:

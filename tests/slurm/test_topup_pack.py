@@ -18,6 +18,7 @@ import pytest
 from jobs import manifest as mf
 from jobs import slurm
 from launcher.cli import main
+from tests.slurm.support import job_ids, results, starts, wait_for
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,18 +60,6 @@ def prepare(tmp_path: Path, spec: str, prof: str, *extra: str) -> tuple[Path, li
     return tmp_path / "sweep", argv
 
 
-def job_ids(sweep: Path) -> list[str]:
-    return [s.job_id for s in mf.read_manifest(sweep).submissions if s.job_id]
-
-
-def results(sweep: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sweep.glob("trials/*/result.json")}
-
-
-def starts(tmp_path: Path) -> Counter:
-    return Counter(line.split()[0] for line in (tmp_path / "runs.log").read_text().splitlines())
-
-
 class QueueWatch(threading.Thread):
     """The most tasks of this sweep Slurm held queued or running at once, sampled every 0.3 s."""
 
@@ -88,15 +77,6 @@ class QueueWatch(threading.Thread):
             except Exception:  # noqa: BLE001 - a manifest mid-write, a busy controller: sample again
                 pass
             time.sleep(0.3)
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            print(subprocess.run(["squeue"], capture_output=True, text=True).stdout)
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
 
 
 @pytest.mark.timeout(600)

@@ -16,6 +16,7 @@ import pytest
 
 from jobs import manifest as mf
 from launcher.cli import main
+from tests.slurm.support import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -31,17 +32,6 @@ fixed: {{arch: hrm_tiny, global_batch_size: 16, epochs: {epochs}, eval_interval:
         checkpoint_every_minutes: 0, device: cpu, data_path: {data}}}
 resources: {{gpus_per_trial: 2, mem: 3G, time: "00:10:00"}}
 """
-
-
-def wait_for(predicate, timeout: float, what: str, sweep: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            print(subprocess.run(["squeue"], capture_output=True, text=True).stdout)
-            for log in list(sweep.glob("trials/*/trial.log")) + list(sweep.glob("logs/*.out")):
-                print(f"--- {log}\n{log.read_text(errors='replace')[-3000:]}")
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.5)
 
 
 def train_steps(trial_dir: Path) -> list[int]:
@@ -73,11 +63,11 @@ def test_two_rank_trial_is_requeued_mid_way_resumes_on_two_ranks_and_reports_onc
 
     # After the first checkpoint (an evaluation's), warn the batch shell only: torchrun's agent would
     # die of USR1 and leave its ranks behind; the runner sends it to each rank instead.
-    wait_for(lambda: (tdir / "checkpoints" / "latest.pt").exists(), 150, "the first checkpoint", sweep)
+    wait_for(lambda: (tdir / "checkpoints" / "latest.pt").exists(), 150, "the first checkpoint", sweep=sweep)
     first = train_steps(tdir)[-1]
     subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job}_0"], check=True, timeout=30)
 
-    wait_for(lambda: mf.result_path(sweep, trial.id).exists(), 240, "the trial's result", sweep)
+    wait_for(lambda: mf.result_path(sweep, trial.id).exists(), 240, "the trial's result", sweep=sweep)
     elapsed = time.monotonic() - started
     result = json.loads(mf.result_path(sweep, trial.id).read_text())
     log = (tdir / "trial.log").read_text()

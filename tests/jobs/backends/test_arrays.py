@@ -2,20 +2,12 @@
 from __future__ import annotations
 
 from jobs.backends.arrays import plan_arrays
-from jobs.manifest import Trial, tasks_of
-
-
-def _trials(n: int, stages: int = 1) -> list[Trial]:
-    out = []
-    for s in range(stages):
-        for i in range(n):
-            parent = out[(s - 1) * n + i].id if s else None
-            out.append(Trial(id=f"t{s}-{i}", index=s * n + i, stage=s, parent=parent))
-    return out
+from jobs.manifest import tasks_of
+from tests.jobs.backends.support import chained_trials
 
 
 def test_large_stage_is_split_below_max_array_size():
-    plan = plan_arrays(_trials(2500), max_array_size=1000, budget=10_000)
+    plan = plan_arrays(chained_trials(2500), max_array_size=1000, budget=10_000)
     arrays, left = plan.arrays, plan.unsubmitted
     assert left == []
     assert [(a.offset, len(a.indices)) for a in arrays] == [(0, 1000), (1000, 1000), (2000, 500)]
@@ -23,7 +15,7 @@ def test_large_stage_is_split_below_max_array_size():
 
 
 def test_progressive_chunks_depend_chunk_to_chunk_at_same_task_ids():
-    trials = _trials(1500, stages=3)
+    trials = chained_trials(1500, stages=3)
     arrays = plan_arrays(trials, max_array_size=1000, budget=10_000).arrays
     by_index = {t.index: t for t in trials}
     assert [a.stage for a in arrays] == [0, 0, 1, 1, 2, 2]
@@ -38,7 +30,7 @@ def test_progressive_chunks_depend_chunk_to_chunk_at_same_task_ids():
 
 
 def test_queue_cap_keeps_whole_chains_and_records_the_rest():
-    trials = _trials(10, stages=3)
+    trials = chained_trials(10, stages=3)
     plan = plan_arrays(trials, max_array_size=100, budget=10)
     arrays, left = plan.arrays, plan.unsubmitted
     submitted = sorted(i for a in arrays for i in a.indices)
@@ -48,7 +40,7 @@ def test_queue_cap_keeps_whole_chains_and_records_the_rest():
 
 
 def test_packed_tasks_hold_their_chunks_and_later_stages_pair_task_by_task():
-    trials = _trials(7, stages=2)
+    trials = chained_trials(7, stages=2)
     plan = plan_arrays(trials, max_array_size=100, budget=100, pack=3)
     first, second = plan.arrays
     assert first.tasks == {0: [0, 1, 2], 1: [3, 4, 5], 2: [6]}
@@ -56,15 +48,15 @@ def test_packed_tasks_hold_their_chunks_and_later_stages_pair_task_by_task():
     assert tasks_of(sorted(second.indices), offset=second.offset, pack=3)[1] == [10, 11, 12]
 
 
-def test_a_packed_budget_counts_tasks_not_trials():
-    plan = plan_arrays(_trials(10, stages=2), max_array_size=100, budget=4, pack=3)
+def test_a_packed_budget_counts_tasks_notchained_trials():
+    plan = plan_arrays(chained_trials(10, stages=2), max_array_size=100, budget=4, pack=3)
     # 6 chains of 2 stages fill 2 tasks per stage; the 7th chain would need a third task per stage.
     assert plan.planned == [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15] and len(plan.arrays) == 2
     assert plan.unsubmitted == [6, 7, 8, 9, 16, 17, 18, 19]
 
 
 def test_attached_children_sit_at_their_parents_task_ids_in_the_old_job():
-    trials = _trials(4, stages=2)
+    trials = chained_trials(4, stages=2)
     children = [t for t in trials if t.stage == 1][1:3]     # t1-1, t1-2: parents at tasks 1 and 2 of job 50
     plan = plan_arrays(children, max_array_size=100, budget=100, attach={"t0-1": ("50", 1), "t0-2": ("50", 2)})
     (array,) = plan.arrays

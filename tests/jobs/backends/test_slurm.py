@@ -14,9 +14,10 @@ from jobs.backends import SweepRef
 from jobs.backends import slurm as backend
 from jobs.errors import SlurmError, UserError
 from jobs.slurm import AccountingDisabled
-from jobs.manifest import Manifest, Settings, Trial
+from jobs.manifest import Manifest, Settings
 from jobs.profile import ClusterProfile
 from launcher.cluster import load_profile, with_resources
+from tests.jobs.backends.support import chained_trials
 
 GOLDEN = Path(__file__).resolve().parents[2] / "fixtures" / "golden" / "array.sbatch"
 REGEN = "SLURMSWEEP_REGEN_GOLDEN"
@@ -113,17 +114,8 @@ def test_a_token_that_is_not_hex_is_refused():
                               token="$(id)", profile=ClusterProfile())
 
 
-def _trials(n: int, stages: int = 1) -> list[Trial]:
-    out = []
-    for s in range(stages):
-        for i in range(n):
-            parent = out[(s - 1) * n + i].id if s else None
-            out.append(Trial(id=f"t{s}-{i}", index=s * n + i, stage=s, parent=parent))
-    return out
-
-
 def test_plan_sets_throttle_token_and_script(tmp_path):
-    trials = _trials(4, stages=2)
+    trials = chained_trials(4, stages=2)
     m = Manifest(settings=Settings(name="s", command=("true",), workdir="/tmp", cluster=load_profile("local")),
                  trials=tuple(trials))
     plan = backend.BACKEND.plan(trials, SweepRef(tmp_path, m), budget=100, max_parallel=2)
@@ -172,7 +164,7 @@ def test_memory_and_limits_come_from_the_steps_and_the_allocation():
 def test_packed_submission_maps_every_trial_of_a_task():
     from jobs.manifest import Submission
 
-    trials = _trials(5)
+    trials = chained_trials(5)
     m = Manifest(settings=Settings(name="s", command=("true",)), trials=tuple(trials),
                  submissions=(Submission(stage=0, indices="0-4", executor="slurm", job_id="70", pack=2),))
     text = "70_0|COMPLETED|0:0|2026-01-01T00:00:00|2026-01-01T00:00:05|5|n1\n"
