@@ -20,9 +20,9 @@ from jobs.state import collect, combine
 from jobs.submission import open_sweep
 from jobs.trial_state import TrialState
 from launcher.cli import main
+from tests.fixtures.asha_records import PROGRAM, starts
 
 PY = sys.executable
-PROGRAM = Path(__file__).resolve().parents[1] / "fixtures" / "asha_program.py"
 
 
 # --- the decision ----------------------------------------------------------------------------------
@@ -212,10 +212,6 @@ def wait_until_settled(sweep: Path, timeout: float = 120) -> dict:
             return {t.trial.index: t for t in status.trials}
         assert time.monotonic() < deadline, {t.trial.index: t.state.value for t in status.trials}
         time.sleep(0.3)
-
-
-def starts(sweep: Path, trial_id: str) -> list[dict]:
-    return [json.loads(line) for line in (mf.trial_dir(sweep, trial_id) / "starts.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.slow

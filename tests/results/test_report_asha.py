@@ -14,9 +14,9 @@ from jobs import manifest as mf
 from jobs.state import collect
 from launcher.cli import main
 from results import analysis as an
+from tests.fixtures.asha_records import PROGRAM
 
 PY = sys.executable
-PROGRAM = Path(__file__).resolve().parents[1] / "fixtures" / "asha_program.py"
 SPEC = """
 name: ladder
 method: asha

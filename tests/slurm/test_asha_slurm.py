@@ -16,9 +16,9 @@ from jobs.state import collect
 from jobs.trial_state import TrialState
 from launcher.cli import main
 from tests.slurm.support import wait_for
+from tests.fixtures.asha_records import PROGRAM, starts
 
 PY = sys.executable
-PROGRAM = Path(__file__).resolve().parents[1] / "fixtures" / "asha_program.py"
 N, ETA, BUDGETS = 8, 2, (3, 6, 18)
 SPEC = f"""
 name: asha-slurm
@@ -33,11 +33,6 @@ eta: {ETA}
 """
 PROFILE = ("name: asha\npartition: main\ncpus_per_task: 1\nmem: 300M\ntime: '00:10:00'\ngrace_s: 30\n"
            "max_array_size: 1000\nmax_queued_jobs: 100\n")
-
-
-def starts(sweep: Path, trial_id: str) -> list[dict]:
-    path = mf.trial_dir(sweep, trial_id) / "starts.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def step_of(sweep: Path, trial_id: str) -> int:
