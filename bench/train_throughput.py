@@ -4,7 +4,7 @@
     .venv/bin/python bench/train_throughput.py --device cpu --arch hrm_tiny --batch 64
     options: --compare-eager  --steps N  --warmup N  --no-compile  --no-cache-check  [arch.key=value ...]
 
-What is timed: `train.pretrain.train_step` itself -- HRM-ACT inside ACTLossHead, AdamATan2 and the
+What is timed: `train.steps.train_step` itself -- HRM-ACT inside ACTLossHead, AdamATan2 and the
 sparse puzzle-embedding sign-SGD, built by the trainer's own build_model / build_optimizers from
 configs/ (arch=<--arch>, Hydra overrides as extra arguments) -- on Sudoku shapes: 81 cells plus the
 puzzle-embedding position, vocab 11, one puzzle identifier (as sudoku-extreme), the arch's
