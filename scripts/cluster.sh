@@ -196,13 +196,19 @@ EOF
 }
 
 # --- Slurm daemons ----------------------------------------------------------------------------
-start_slurmdbd() {
-    if pid_alive "$STATE/run/slurmdbd.pid" && ((CONF_CHANGED == 0)); then say "slurmdbd already runs"; else
-        stop_pidfile slurmdbd "$STATE/run/slurmdbd.pid"
-        say "starting slurmdbd"
-        /usr/sbin/slurmdbd 9>&-  # daemons must not inherit the lock
-        mark_started slurmdbd
+start_daemon() {  # NAME: (re)start /usr/sbin/NAME unless it runs with the current configuration
+    local name=$1
+    # A config change (AccountingStorageType in particular) needs a restart, not a reconfigure.
+    if pid_alive "$STATE/run/$name.pid" && ((CONF_CHANGED == 0)); then say "$name already runs"; else
+        stop_pidfile "$name" "$STATE/run/$name.pid"
+        say "starting $name on $HOST"
+        "/usr/sbin/$name" 9>&-  # daemons must not inherit the lock
+        mark_started "$name"
     fi
+}
+
+start_slurmdbd() {
+    start_daemon slurmdbd
     wait_for 30 "slurmdbd (sacctmgr)" sacctmgr -n list cluster
     # The cluster and an account must exist before slurmctld registers, or sacct stays empty.
     if [[ -z $(sacctmgr -n -P list cluster "$CLUSTER" format=cluster 2>/dev/null) ]]; then
@@ -213,17 +219,6 @@ start_slurmdbd() {
         say "adding account sweep and user root"
         sacctmgr -i add account sweep Cluster="$CLUSTER" Description=tests Organization=slurmsweep >/dev/null
         sacctmgr -i add user root Account=sweep Cluster="$CLUSTER" >/dev/null || true
-    fi
-}
-
-start_daemon() {  # NAME: (re)start /usr/sbin/NAME unless it runs with the current configuration
-    local name=$1
-    # A config change (AccountingStorageType in particular) needs a restart, not a reconfigure.
-    if pid_alive "$STATE/run/$name.pid" && ((CONF_CHANGED == 0)); then say "$name already runs"; else
-        stop_pidfile "$name" "$STATE/run/$name.pid"
-        say "starting $name on $HOST"
-        "/usr/sbin/$name" 9>&-  # daemons must not inherit the lock
-        mark_started "$name"
     fi
 }
 
