@@ -259,10 +259,12 @@ def launch(prep: Prepared, *, on_update: Callable[[Trial, str], None] | None = N
     sweepdir.create(prep.sweep_dir, prep.manifest, prep.spec_text)
     local_foreground = prep.backend.name == "local" and not prep.options.detach
     with open_sweep(prep.sweep_dir, "sweep launch") as session:
-        before = len(session.manifest.submissions)
+        # Checked again under the lock: another launch into this directory may have submitted
+        # since `create` looked.
+        sweepdir.refuse_if_launched(prep.sweep_dir, session.manifest)
         session.submit(prep.plan, unsubmitted=prep.plan.unsubmitted, foreground=local_foreground,
                        max_parallel=prep.manifest.settings.max_parallel)
-        subs = list(session.manifest.submissions[before:])
+        subs = list(session.manifest.submissions)
     done = Launched(prep, subs, prep.plan.unsubmitted, pid=subs[0].pid if subs and subs[0].pid else None)
     if local_foreground and subs:
         from jobs.backends import local

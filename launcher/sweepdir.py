@@ -69,6 +69,12 @@ def build_manifest(spec: SweepSpec, trials: list[Trial], *, executor: str, clust
     return Manifest(settings=settings, trials=tuple(trials))
 
 
+def refuse_if_launched(path: Path, manifest: Manifest) -> None:
+    if manifest.submissions:
+        raise UserError(f"{path} was already launched ({len(manifest.submissions)} submission(s))",
+                        fix=f"run `sweep resume {path}` to submit what is missing, or pass --dir")
+
+
 def _reusable(path: Path, manifest: Manifest) -> bool:
     """May `path` receive this launch? Refuse another sweep, one already launched, or a folder of
     someone else's files."""
@@ -77,9 +83,7 @@ def _reusable(path: Path, manifest: Manifest) -> bool:
         if existing.settings.fingerprint != manifest.settings.fingerprint:
             raise UserError(f"{path} already holds a different sweep ('{existing.name}')",
                             fix=f"pass --dir for a new directory, or `sweep resume {path}` to continue that one")
-        if existing.submissions:
-            raise UserError(f"{path} was already launched ({len(existing.submissions)} submission(s))",
-                            fix=f"run `sweep resume {path}` to submit what is missing, or pass --dir")
+        refuse_if_launched(path, existing)
         return True
     if path.exists() and not path.is_dir():
         raise UserError(f"{path} exists and is not a directory", fix="pass --dir with a new directory")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobs import manifest as mf
+from jobs.errors import UserError
 from launcher.cli import main
 
 PY = sys.executable
@@ -142,6 +143,21 @@ def test_same_dir_twice_is_refused(tmp_path, program, capsys):
     assert "sweep resume" in capsys.readouterr().err
     assert main(["launch", "--grid", "a=3,4", "--executor", "local", "--dir", str(sweep), "--command", program]) == 2
     assert "different sweep" in capsys.readouterr().err
+
+
+def test_a_launch_that_passed_its_check_before_another_submitted_is_refused_under_the_lock(tmp_path, program,
+                                                                                          monkeypatch):
+    from launcher import launching, sweepdir
+
+    opts = launching.LaunchOptions(items=["a=1,2"], grid=True, command=program, executor="local",
+                                   dir=tmp_path / "sweep")
+    late, first = launching.prepare(opts), launching.prepare(opts)
+    sweepdir.create(late.sweep_dir, late.manifest, late.spec_text)     # `late` looked: all clear ...
+    launching.launch(first)                                            # ... then `first` submitted
+    monkeypatch.setattr(sweepdir, "create", lambda *a: None)           # `late` goes on from its check
+    with pytest.raises(UserError, match="already launched"):
+        launching.launch(late)
+    assert len(mf.read_manifest(tmp_path / "sweep").submissions) == 1
 
 
 def test_dry_run_json_writes_nothing(tmp_path, capsys):
