@@ -458,7 +458,7 @@ def _task_end() -> float | None:
     from jobs import slurm
 
     try:
-        return stop._ts(slurm.scontrol_show_job(job).get("EndTime"))
+        return slurm.epoch_s(slurm.scontrol_show_job(job).get("EndTime"))
     except Exception:  # noqa: BLE001 - not knowing only means no early stop
         return None
 

@@ -258,6 +258,30 @@ def _timestamp(text: str) -> datetime | None:
     return datetime.fromisoformat(text)
 
 
+def epoch_s(text: str | None) -> float | None:
+    """A scontrol/sacct time stamp ('2026-12-04T15:44:15') -> epoch seconds; None when unknown or unreadable."""
+    try:
+        stamp = _timestamp(text or "")
+    except ValueError:
+        return None
+    return None if stamp is None else stamp.timestamp()
+
+
+def time_spec_s(text: str | int) -> int:
+    """A time limit as a user writes it for sbatch -> seconds. Slurm accepts M, M:S, H:M:S, D-H, D-H:M
+    and D-H:M:S (a bare number is minutes; unlike the durations squeue prints). ValueError otherwise."""
+    raw = str(text).strip()
+    if not re.fullmatch(r"(\d+-)?\d+(:\d+){0,2}", raw):
+        raise ValueError(f"not a Slurm time: {text!r}")
+    days, _, clock = raw.rpartition("-")
+    parts = [int(x) for x in clock.split(":")]
+    if days:                                   # D-H, D-H:M, D-H:M:S
+        h, m, sec = (parts + [0, 0])[:3]
+    else:                                      # M, M:S, H:M:S
+        h, m, sec = {1: (0, parts[0], 0), 2: (0, *parts), 3: tuple(parts)}[len(parts)]
+    return ((int(days or 0) * 24 + h) * 60 + m) * 60 + sec
+
+
 def _node(text: str) -> str | None:
     text = text.strip()
     return None if text in ("", "None assigned", "(null)", "n/a") else text

@@ -33,26 +33,11 @@ EARLY_WARNING_SLACK_S = 75
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
 
 
-def _ts(text: str | None) -> float | None:
-    if not text or text in ("Unknown", "None", "N/A"):
-        return None
-    from datetime import datetime  # only here: read when a signal came, not at every task's start
-
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        return None
-
-
 def parse_limit_s(text: str | None) -> float | None:
-    """scontrol's TimeLimit ('00:05:00', '1-00:00:00', 'UNLIMITED') -> seconds."""
-    if not text or not text[0].isdigit():
-        return None
-    days, _, clock = text.rpartition("-")
-    parts = [int(p) for p in clock.split(":")]
-    while len(parts) < 3:
-        parts.insert(0, 0)
-    return (int(days or 0) * 24 + parts[0]) * 3600 + parts[1] * 60 + parts[2]
+    """scontrol's TimeLimit ('00:05:00', '1-00:00:00', 'UNLIMITED') -> seconds; None when there is none."""
+    from jobs import slurm  # only here: read when a signal came, not at every task's start
+
+    return slurm.parse_duration(text) or None if text and text[0].isdigit() else None
 
 
 def classify(info: dict[str, str], *, now: float, restart_count: int, grace_s: float) -> str:
@@ -66,7 +51,9 @@ def classify(info: dict[str, str], *, now: float, restart_count: int, grace_s: f
         restarts = restart_count
     if restarts > restart_count:
         return REQUEUED
-    end, start, limit = _ts(info.get("EndTime")), _ts(info.get("StartTime")), parse_limit_s(info.get("TimeLimit"))
+    from jobs.slurm import epoch_s
+
+    end, start, limit = epoch_s(info.get("EndTime")), epoch_s(info.get("StartTime")), parse_limit_s(info.get("TimeLimit"))
     if state == "COMPLETING" and end is not None and end <= now + 5:
         return CANCELLED                     # plain scancel: the job is already ending, now
     if info.get("PreemptTime") not in (None, "", "None", "N/A"):

@@ -15,7 +15,7 @@ from typing import Any
 
 from jobs.errors import UserError
 from jobs.profile import ClusterProfile
-from jobs.stop import parse_limit_s
+from jobs import slurm
 
 AUTO_FILL = 0.8
 MAX_PACK = 10_000
@@ -24,16 +24,11 @@ MAX_PACK = 10_000
 def _seconds(text: Any, key: str, source: str | None) -> float | None:
     if text in (None, ""):
         return None
-    raw = str(text).strip()
-    if raw.isdigit():                  # Slurm reads a bare number as minutes
-        return float(raw) * 60
-    parts = raw.split(":")
-    if "-" not in raw and len(parts) == 2:   # MM:SS
-        raw = f"00:{raw}"
-    seconds = parse_limit_s(raw)
-    if seconds is None:
-        raise UserError(f"'{text}' is not a Slurm time", file=source, key=key, fix="write it as HH:MM:SS or D-HH:MM:SS")
-    return seconds
+    try:
+        return float(slurm.time_spec_s(text))
+    except ValueError:
+        raise UserError(f"'{text}' is not a Slurm time", file=source, key=key,
+                        fix="write it as HH:MM:SS or D-HH:MM:SS") from None
 
 
 def pack_size(value: Any, profile: ClusterProfile, spec: Any = None) -> int:

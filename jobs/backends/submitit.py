@@ -9,11 +9,11 @@ when this backend submits.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from jobs import manifest as mf
+from jobs import slurm
 from jobs.backends import Confirm, SweepRef
 from jobs.backends.arrays import ArrayPlan, PlannedArray, plan_arrays
 from jobs.backends.slurm import SlurmBackend, dependency_of, job_name, new_token
@@ -35,25 +35,14 @@ def run_index(sweep_dir: str, index: int | None) -> int:
 
 
 def time_minutes(text: str | int | None) -> int | None:
-    """Slurm time -> whole minutes (rounded up), as submitit's timeout_min wants.
-
-    Slurm accepts M, M:S, H:M:S, D-H, D-H:M and D-H:M:S.
-    """
+    """Slurm time -> whole minutes (rounded up), as submitit's timeout_min wants."""
     if text is None or isinstance(text, int):
         return text
-    raw = str(text).strip()
-    if not re.fullmatch(r"(\d+-)?\d+(:\d+){0,2}", raw):
-        raise UserError(f"time '{text}' is not a Slurm time", key="time", fix="write it as D-HH:MM:SS or HH:MM:SS")
-    days = 0
-    if "-" in raw:
-        d, raw = raw.split("-", 1)
-        days = int(d)
-        h, m, sec = ([int(x) for x in raw.split(":")] + [0, 0])[:3]
-    else:
-        parts = [int(x) for x in raw.split(":")]
-        h, m, sec = {1: lambda: (0, parts[0], 0), 2: lambda: (0, parts[0], parts[1]),
-                     3: lambda: tuple(parts)}[len(parts)]()
-    return days * 1440 + h * 60 + m + (1 if sec else 0)
+    try:
+        seconds = slurm.time_spec_s(text)
+    except ValueError:
+        raise UserError(f"time '{text}' is not a Slurm time", key="time", fix="write it as D-HH:MM:SS or HH:MM:SS") from None
+    return -(-seconds // 60)
 
 
 def executor_parameters(profile: ClusterProfile, name: str, max_parallel: int | None) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from jobs.errors import SlurmError
-from jobs.slurm import (AccountingDisabled, JobId, JobState, parse_duration, parse_job_id,
-                        parse_sacct, parse_scontrol, parse_squeue, sacct, sbatch, scancel, squeue)
+from jobs.slurm import (AccountingDisabled, JobId, JobState, epoch_s, parse_duration, parse_job_id,
+                        parse_sacct, parse_scontrol, parse_squeue, sacct, sbatch, scancel, squeue, time_spec_s)
 
 DATA = Path(__file__).resolve().parents[1] / "fixtures" / "sacct"
 
@@ -164,6 +164,25 @@ def test_squeue_throttled_array():
 ])
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("45", 2700), ("1:30", 90), ("01:02:03", 3723), ("1-12", 129600), ("1-12:30", 131400),
+    ("2-01:02:03", 176523), (10, 600),
+])
+def test_time_limits_as_users_write_them(text, seconds):
+    assert time_spec_s(text) == seconds      # a bare number is minutes, D-H is days and hours
+
+
+@pytest.mark.parametrize("text", ["2h", "soon", "1:2:3:4", "-5", ""])
+def test_what_is_not_a_slurm_time_is_refused(text):
+    with pytest.raises(ValueError):
+        time_spec_s(text)
+
+
+def test_time_stamps():
+    assert epoch_s("2026-12-04T15:44:15") == datetime(2026, 12, 4, 15, 44, 15).timestamp()
+    assert epoch_s("Unknown") is None and epoch_s(None) is None and epoch_s("garbage") is None
 
 
 def test_scontrol_show_job_record():
