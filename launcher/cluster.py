@@ -80,18 +80,22 @@ def _build(data: dict[str, Any], where: str) -> ClusterProfile:
     return profile
 
 
+# Whole-number fields that may be left unset (None: no throttle, the profile's default, one process).
+_MAY_BE_UNSET = frozenset({"max_parallel", "cpus_per_task", "gpus_per_trial"})
+
+
 def validate(profile: ClusterProfile, where: str) -> None:
     if profile.signal not in SIGNALS:
         raise UserError(f"signal '{profile.signal}' is not one the runner traps", file=where, key="signal",
                         fix=f"use one of {', '.join(SIGNALS)}")
-    for key in ("grace_s", "max_array_size", "max_queued_jobs"):
+    for key in sorted(INT_FIELDS):
         value = getattr(profile, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise UserError(f"must be a positive integer, not {value!r}", file=where, key=key)
-    for key in ("max_parallel", "cpus_per_task", "gpus_per_trial"):
-        value = getattr(profile, key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise UserError(f"must be a positive integer, not {value!r}", file=where, key=key)
+        if value is None and key in _MAY_BE_UNSET:
+            continue
+        lowest = 0 if key == "timeout_requeues" else 1     # 0: a time limit is final at once
+        if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
+            what = "a whole number, 0 or more" if lowest == 0 else "a positive integer"
+            raise UserError(f"must be {what}, not {value!r}", file=where, key=key)
     for option in profile.sbatch:
         if not _OPTION_NAME.match(str(option)):
             raise UserError(f"'{option}' is not an sbatch long option name", file=where, key=f"sbatch.{option}",

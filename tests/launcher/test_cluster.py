@@ -30,10 +30,16 @@ def test_known_resources_set_profile_fields_and_any_other_sbatch_option_passes_t
     ({"job_name": "x"}, "set by the task runner"),
     ({"mem": ["8G"]}, "single value"),
     ({"max_parallel": 0}, "positive integer"),
+    ({"timeout_requeues": "two"}, "whole number, 0 or more"), ({"timeout_requeues": -3}, "whole number, 0 or more"),
+    ({"timeout_requeues": 2.5}, "whole number, 0 or more"), ({"grace_s": "soon"}, "positive integer"),
 ])
 def test_what_sbatch_would_refuse_or_the_runner_owns_is_refused(resources, match):
     with pytest.raises(UserError, match=match):
         with_resources(ClusterProfile(), resources, source="s.yaml")
+
+
+def test_no_time_limit_requeue_is_allowed():
+    assert with_resources(ClusterProfile(), {"timeout_requeues": "0"}, source="s.yaml").timeout_requeues == 0
 
 
 def test_a_command_line_resource_names_its_flag():
