@@ -136,12 +136,17 @@ DENSE_OPTIMIZERS: dict[str, Callable[[Iterable[Tensor], float, tuple[float, floa
 }
 
 
-def make_dense_optimizer(name: str, params: Iterable[Tensor], *, weight_decay: float,
-                         betas: tuple[float, float]) -> torch.optim.Optimizer:
-    """The dense optimizer called `name`, with decoupled weight decay; its lr is set later by `set_lr`."""
+def check_optimizer(name: str) -> None:
+    """The config's `optimizer` must name one of DENSE_OPTIMIZERS (the trainer checks it before setup)."""
     if name not in DENSE_OPTIMIZERS:
         raise UserError(f"unknown optimizer {name!r}", key="optimizer",
                         fix=f"use one of {', '.join(DENSE_OPTIMIZERS)} (adam_atan2 is the HRM reference's rule)")
+
+
+def make_dense_optimizer(name: str, params: Iterable[Tensor], *, weight_decay: float,
+                         betas: tuple[float, float]) -> torch.optim.Optimizer:
+    """The dense optimizer called `name`, with decoupled weight decay; its lr is set later by `set_lr`."""
+    check_optimizer(name)
     return DENSE_OPTIMIZERS[name](params, weight_decay, betas)
 
 

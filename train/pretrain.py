@@ -42,7 +42,7 @@ from train import checkpoint, compile_cache, distributed
 from train.data.dataset import PuzzleDataset
 from train.metrics import RunLogger, finite_or_none, write_run_metrics
 from train.model import ACTLossHead, CastedSparseEmbeddingSignSGD, HRMACT, HRMConfig
-from train.optim import cosine_lr, make_dense_optimizer
+from train.optim import check_optimizer, cosine_lr, make_dense_optimizer
 from train.steps import all_finite, evaluate, means, summary, train_step
 
 DIVERGED_EXIT = 3
@@ -84,6 +84,7 @@ def check_config(cfg: dict[str, Any]) -> None:
                         fix="give a whole number of optimizer steps")
     if not 0.0 <= float(cfg["lr_min_ratio"]) <= 1.0:
         raise UserError("must lie in [0, 1]", key="lr_min_ratio", fix="1.0 keeps the lr constant after warmup")
+    check_optimizer(cfg["optimizer"])   # here, not when the optimizers are built: before anything is written
 
 
 def build_model(cfg: dict[str, Any], meta: Any, local_batch_size: int, device: torch.device) -> ACTLossHead:

@@ -157,14 +157,25 @@ def test_config_errors_are_one_line_exit_2(sudoku_data: Path, tmp_path: Path, ov
     assert key in proc.stderr.strip().splitlines()[-1]
 
 
+def test_an_unknown_optimizer_stops_before_the_run_dir_is_written(sudoku_data: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc = run_train(*TINY, f"data_path={sudoku_data}", "epochs=4", "eval_interval=null", f"run_dir={run_dir}",
+                     "optimizer=adamw", timeout=60)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "optimizer" in proc.stderr.strip().splitlines()[-1]
+    assert not run_dir.exists() or not any(run_dir.iterdir())   # no config.yaml (Hydra may make the directory)
+
+
 @pytest.mark.parametrize("change, key", [
     ({"eval_interval": 3}, "eval_interval"),     # must divide epochs
     ({"epochs": 0}, "epochs"),
     ({"max_steps": -1}, "max_steps"),
     ({"lr_min_ratio": 2.0}, "lr_min_ratio"),
+    ({"optimizer": "adamw"}, "optimizer"),
 ])
 def test_check_config_names_the_key(change: dict, key: str) -> None:
-    cfg = {"global_batch_size": 16, "epochs": 8, "eval_interval": 4, "max_steps": None, "lr_min_ratio": 1.0}
+    cfg = {"global_batch_size": 16, "epochs": 8, "eval_interval": 4, "max_steps": None, "lr_min_ratio": 1.0,
+           "optimizer": "adam_atan2"}
     check_config(cfg)
     with pytest.raises(UserError) as err:
         check_config({**cfg, **change})
