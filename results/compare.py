@@ -81,22 +81,25 @@ def build_comparison(sweep_dirs: list[str], out_dir: str | None = None, *, metri
     out_dir = os.path.abspath(out_dir or default_out(names))
     os.makedirs(out_dir, exist_ok=True)
 
-    rows, commands = [], []
+    rows, commands, tops = [], [], {}
     for d, name, manifest, frame in loaded:
         good = an.ranked(frame, chosen)
         values = good[chosen.column].astype(float) if len(good) else pd.Series(dtype=float)
+        # The best as `sweep report` and `sweep best` pick it (successive halving: of the highest rung reached).
+        candidates = an.best_candidates(frame, chosen, manifest)
+        top = candidates.iloc[0] if len(candidates) else None
         row = {"sweep": name, "user": owner(d), "results": len(frame), "completed": len(good),
-               "best": values.iloc[0] if len(good) else float("nan"),
+               "best": float(top[chosen.column]) if top is not None else float("nan"),
                "median": values.median() if len(good) else float("nan"),
-               "best_trial": good.iloc[0].get("trial_id") if len(good) else ""}
-        if len(good):
-            top = good.iloc[0]
+               "best_trial": top.get("trial_id") if top is not None else ""}
+        if top is not None:
+            tops[name] = row["best"]
             row.update({c.removeprefix("hp."): top[c] for c in an.hp_columns(frame)})
-            commands += [f"# {name}: trial {top.get('trial_id')}, {chosen.name} = {_fmt(float(top[chosen.column]))}",
+            commands += [f"# {name}: trial {top.get('trial_id')}, {chosen.name} = {_fmt(row['best'])}",
                          an.rerun_command(manifest, d, top, json_file_dir=out_dir)]
         rows.append(row)
     best = pd.DataFrame(rows)
-    figure = fig.sweeps_side_by_side(everything, chosen, os.path.join(out_dir, _FIGURE), by=LABEL)
+    figure = fig.sweeps_side_by_side(everything, chosen, os.path.join(out_dir, _FIGURE), by=LABEL, best=tops)
 
     lines = [f"# Sweeps compared: {', '.join(names)}", "",
              f"- generated: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",

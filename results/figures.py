@@ -256,9 +256,10 @@ def draw_all(frame: pd.DataFrame, metric: Metric, out_dir: str) -> dict[str, str
     return made
 
 
-def sweeps_side_by_side(frame: pd.DataFrame, metric: Metric, path: str, by: str = "compared") -> str | None:
+def sweeps_side_by_side(frame: pd.DataFrame, metric: Metric, path: str, by: str = "compared", *,
+                        best: dict[str, float]) -> str | None:
     """One box (and its points) per sweep: the same metric's distribution, sweeps side by side,
-    each sweep's best marked with a star (`sweep report A B C`)."""
+    each sweep's best (`best`, by sweep: the comparison's table's) marked with a star (`sweep report A B C`)."""
     good = ranked(frame, metric)
     if good.empty or by not in good:
         return None
@@ -274,12 +275,12 @@ def sweeps_side_by_side(frame: pd.DataFrame, metric: Metric, path: str, by: str 
     for i, values in enumerate(data, start=1):
         if not len(values):
             continue
-        best = values.min() if metric.ascending else values.max()
         if len(values) > MAX_POINTS:
             values = rng.choice(values, MAX_POINTS, replace=False)
         ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=10, alpha=0.5)
-        ax.scatter([i], [best], marker="*", s=160, color="black", zorder=3, label=label)
-        label = None
+        if names[i - 1] in best:
+            ax.scatter([i], [best[names[i - 1]]], marker="*", s=160, color="black", zorder=3, label=label)
+            label = None
     ax.set_ylabel(f"{metric.name} ({'lower' if metric.ascending else 'higher'} is better)")
     ax.set_title(f"{metric.name} per sweep ({len(good)} completed trials)")
     ax.legend(fontsize=8, loc="best")

@@ -87,3 +87,40 @@ def test_compute_counts_every_run_and_estimates_the_full_ladder_from_each_rungs_
     frame.loc[6, "status"] = "completed"
     spent, full, how = an.halving_compute(frame, m)
     assert full == pytest.approx(4 * (105 + 210 + 50) / 3600) and how.startswith("4 trials x")
+
+
+def _asha_sweep(path: Path, scores: dict[str, float]) -> Path:
+    """Two rung-0 trials and the one successive halving promoted (from t1); `scores` by trial id."""
+    m = mf.Manifest(settings=mf.Settings(name=path.name, command=("p",), method="asha", metric="score",
+                                         goal="minimize", stages=mf.Stages(key="steps", values=(1, 2))),
+                    trials=(mf.Trial(id="t0", index=0, stage=0, params={"x": 0}),
+                            mf.Trial(id="t1", index=1, stage=0, params={"x": 1}),
+                            mf.Trial(id="t2", index=2, stage=1, parent="t1", params={"x": 1})))
+    path.mkdir()
+    mf.write_manifest(path, m)
+    for t in m.trials:
+        mf.trial_dir(path, t.id).mkdir(parents=True)
+        mf.result_path(path, t.id).write_text(json.dumps(
+            {"schema": 1, "trial_id": t.id, "stage": t.stage, "hyperparameters": t.params,
+             "results": {"score": scores[t.id]}, "status": "completed", "runtime_s": 1.0}))
+    return path
+
+
+def test_comparing_sweeps_takes_each_best_from_the_highest_rung_reached(tmp_path, monkeypatch):
+    from results import compare
+    from results import figures as fig
+
+    # Lowest first, rung 0's short run t0 would win; the table and the figure's star show t2, of rung 1.
+    first = _asha_sweep(tmp_path / "a", {"t0": 0.1, "t1": 0.5, "t2": 0.3})
+    second = _asha_sweep(tmp_path / "b", {"t0": 0.2, "t1": 0.6, "t2": 0.4})
+    drawn = []
+    monkeypatch.setattr(fig, "_save", lambda figure, path: drawn.append(figure) or path)
+    got = compare.build_comparison([str(first), str(second)], str(tmp_path / "cmp"))
+    assert got.best["best_trial"].tolist() == ["t2", "t2"]
+    assert got.best["best"].tolist() == pytest.approx([0.3, 0.4])
+    assert got.best["completed"].tolist() == [3, 3]
+    text = Path(got.path).read_text()
+    assert "# a: trial t2, score = 0.3" in text and "# b: trial t2, score = 0.4" in text
+    stars = [c for c in drawn[0].axes[0].collections if c.get_zorder() == 3]
+    assert [float(s.get_offsets()[0][1]) for s in stars] == pytest.approx([0.3, 0.4])
+    fig._plt().close(drawn[0])
