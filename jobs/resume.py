@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jobs import attempts
 from jobs import manifest as mf
 from jobs.backends import Backend, SweepRef
 from jobs.backends.arrays import ArrayPlan
@@ -36,25 +37,20 @@ class Selection:
     kept: list[TrialStatus] = field(default_factory=list)      # failed/cancelled, not asked to retry
 
 
-def _failures(sweep_dir: Path, trial_id: str) -> int:
-    try:
-        return int((mf.trial_dir(sweep_dir, trial_id) / "failures").read_text())
-    except (OSError, ValueError):
-        return 0
-
-
-def select(status: SweepStatus, sweep_dir: Path, *, max_attempts: int, retry_failed: bool = False,
-           retry_cancelled: bool = False) -> Selection:
+def select(status: SweepStatus, sweep_dir: Path, *, max_attempts: int, timeout_requeues: int,
+           retry_failed: bool = False, retry_cancelled: bool = False) -> Selection:
     """Split the trials: which to resubmit, which can never run, which Slurm holds for nothing."""
     by_id = {t.trial.id: t for t in status.trials}
     sel = Selection()
 
     def kept(t: TrialStatus) -> bool:
-        """A trial left as it is: failed after its attempts, or cancelled, and not asked to rerun."""
+        """A trial left as it is: failed (or timed out) after its attempts, or cancelled, and not asked
+        to rerun -- what the task runner would leave alone too (jobs.attempts)."""
         if t.state is TrialState.CANCELLED and not t.state.is_active():
             return not retry_cancelled
-        return (t.result is not None and t.state in (TrialState.FAILED, TrialState.TIMEOUT) and not retry_failed
-                and _failures(sweep_dir, t.trial.id) >= max_attempts)
+        return (t.result is not None and not retry_failed
+                and attempts.used_up(mf.trial_dir(sweep_dir, t.trial.id), t.state, max_attempts=max_attempts,
+                                     timeout_requeues=timeout_requeues))
 
     memo: dict[str, bool] = {}
 
@@ -142,5 +138,4 @@ def clear_for_retry(sweep_dir: Path, trials: list[TrialStatus]) -> None:
             os.replace(tdir / mf.RESULT, tdir / f"{mf.RESULT}.{n}")
         except FileNotFoundError:
             pass
-        for counter in ("failures", "timeouts"):
-            (tdir / counter).unlink(missing_ok=True)
+        attempts.clear(tdir)

@@ -44,15 +44,12 @@ if __name__ == "__main__" and not __package__:
     # or site-packages) then goes on sys.path so that the stdlib-only `jobs` imports resolve.
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from jobs import inproc, stop, torchrun
+from jobs import attempts, inproc, stop, torchrun
 from jobs import manifest as mf
-from jobs.atomic import write_text_atomic
 from jobs.manifest import Settings, Trial
 from jobs.results import RESERVED_KEYS, RESULT_SCHEMA, finite_metric, metric_value, read_result, write_result
 from jobs.trial_state import TrialState
 
-FAILURES = "failures"    # in the trial directory: failed attempts so far (preemptions not counted)
-TIMEOUTS = "timeouts"    # in the trial directory: time-limit requeues so far
 LOG = "trial.log"
 ERROR_TAIL_LINES = 30
 RANKS_TAIL_LINES = 400   # of a torchrun trial: its report of a failed rank follows that rank's lines
@@ -300,20 +297,6 @@ def _tell(sweep_dir: Path, settings: Settings, trial: Trial, status: str, result
         _say(f"could not tell the Optuna study about trial {trial.id}: {exc!r}")
 
 
-def _count(tdir: Path, name: str) -> int:
-    """A per-trial counter (trials/<id>/failures, trials/<id>/timeouts)."""
-    try:
-        return int((tdir / name).read_text())
-    except (OSError, ValueError):
-        return 0
-
-
-def _bump(tdir: Path, name: str) -> int:
-    n = _count(tdir, name) + 1
-    write_text_atomic(tdir / name, f"{n}\n")
-    return n
-
-
 def _done(sweep_dir: Path, settings: Settings, trial: Trial, tdir: Path) -> str | None:
     """The status of a result this task must leave alone, or None: a final one, a failure (or time
     out) that used its attempts, a cancel. A task Slurm requeued or preempted starts its trials again;
@@ -324,9 +307,8 @@ def _done(sweep_dir: Path, settings: Settings, trial: Trial, tdir: Path) -> str 
     state = TrialState.of_result(existing)
     if state.is_final() or state is TrialState.CANCELLED:
         return state.value
-    if state in (TrialState.FAILED, TrialState.TIMEOUT) and _count(tdir, FAILURES) >= settings.max_attempts:
-        return state.value
-    if state is TrialState.TIMEOUT and _count(tdir, TIMEOUTS) > settings.cluster.timeout_requeues:
+    if attempts.used_up(tdir, state, max_attempts=settings.max_attempts,
+                        timeout_requeues=settings.cluster.timeout_requeues):
         return state.value
     return None
 
@@ -411,11 +393,11 @@ def _run_claimed(sweep_dir: Path, settings: Settings, trial: Trial, tdir: Path, 
                 status, error = TrialState.CANCELLED.value, f"cancelled{who} ({name})"
             elif cause == stop.TIME_LIMIT:
                 limit = info.get("TimeLimit", "?")
-                used = _count(tdir, TIMEOUTS)
+                used = attempts.count(tdir, attempts.TIMEOUTS)
                 if used < settings.cluster.timeout_requeues and stop.requeue_self(_say):
-                    _bump(tdir, TIMEOUTS)
+                    attempts.bump(tdir, attempts.TIMEOUTS)
                     return REQUEUE
-                _bump(tdir, TIMEOUTS)
+                attempts.bump(tdir, attempts.TIMEOUTS)
                 status = TrialState.TIMEOUT.value
                 error = (f"reached its time limit ({limit}) {used + 1} time(s); raise `time:` in the cluster profile "
                          f"or the sweep's resources (or --time), or checkpoint more often")
@@ -424,7 +406,7 @@ def _run_claimed(sweep_dir: Path, settings: Settings, trial: Trial, tdir: Path, 
             else:
                 status, error = TrialState.PREEMPTED.value, f"stopped by {name}; not requeued\n{outcome['error_tail']}"
         elif status == TrialState.FAILED:
-            failures = _bump(tdir, FAILURES)
+            failures = attempts.bump(tdir, attempts.FAILURES)
             if failures < settings.max_attempts:
                 _say(f"trial {trial.id} failed on attempt {attempt} "
                      f"(failure {failures} of {settings.max_attempts} allowed)")

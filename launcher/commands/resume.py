@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
             settings = settings._replace(max_attempts=args.max_attempts)
             manifest = manifest.replace(settings=settings)
         status = collect(sweep_dir, manifest)
-        sel = resume.select(status, sweep_dir, max_attempts=settings.max_attempts, retry_failed=args.retry_failed,
+        sel = resume.select(status, sweep_dir, max_attempts=settings.max_attempts,
+                            timeout_requeues=settings.cluster.timeout_requeues, retry_failed=args.retry_failed,
                             retry_cancelled=args.retry_cancelled)
         max_parallel = args.max_parallel or settings.max_parallel
         active = sum(1 for t in status.trials if t.state.is_active() and t not in sel.stuck)

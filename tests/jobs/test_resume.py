@@ -47,7 +47,7 @@ def test_dependency_never_satisfied_is_cancelled_and_rerun_with_its_parent(tmp_p
     state = slurm_live(m, sacct=lambda ids, steps=False: slurm.parse_sacct((DATA / "state_sacct_never.txt").read_text()),
                        squeue=lambda ids, user=None: slurm.parse_squeue((DATA / "state_squeue_never.txt").read_text()))
     status = combine(m, {}, state)
-    sel = select(status, tmp_path, max_attempts=3)
+    sel = select(status, tmp_path, max_attempts=3, timeout_requeues=1)
     assert len(sel.stuck) == 10 and len(sel.run) == 20      # 10 failed parents + their 10 held children
     rp = plan(status, sel.run, BACKEND, SweepRef(tmp_path, m), budget=1000, max_parallel=None)
     assert [(a.stage, a.offset, a.depends_on) for a in rp.plan.arrays] == [(0, 0, None), (1, 10, 0)]
@@ -60,7 +60,7 @@ def test_children_link_to_still_running_parents_at_their_task_ids(tmp_path):
     state = Live(tasks={1: LiveTask("RUNNING", "50_1"), 2: LiveTask("PENDING", "50_2"), 3: LiveTask("FAILED", "50_3"),
                         **{4 + t: LiveTask("CANCELLED", f"51_{t}") for t in range(4)}})
     status = combine(m, {"t000": result()}, state)
-    sel = select(status, tmp_path, max_attempts=3, retry_cancelled=True)
+    sel = select(status, tmp_path, max_attempts=3, timeout_requeues=1, retry_cancelled=True)
     assert sorted(t.trial.index for t in sel.run) == [3, 4, 5, 6, 7]
     arrays = plan(status, sel.run, BACKEND, SweepRef(tmp_path, m), budget=100, max_parallel=None).plan.arrays
     by_indices = {tuple(a.indices): a for a in arrays}
@@ -77,9 +77,10 @@ def test_children_link_to_still_running_parents_at_their_task_ids(tmp_path):
 def test_cancelled_children_wait_unless_asked(tmp_path):
     m = manifest(progressive(2), [sub("50", "0-1"), sub("51", "2-3", offset=2, stage=1)])
     status = combine(m, {"t000": result(), "t001": result()}, live({2: "CANCELLED", 3: "CANCELLED"}, "51"))
-    sel = select(status, tmp_path, max_attempts=3)
+    sel = select(status, tmp_path, max_attempts=3, timeout_requeues=1)
     assert sel.run == [] and [t.trial.index for t in sel.kept] == [2, 3]
-    assert [t.trial.index for t in select(status, tmp_path, max_attempts=3, retry_cancelled=True).run] == [2, 3]
+    assert [t.trial.index
+            for t in select(status, tmp_path, max_attempts=3, timeout_requeues=1, retry_cancelled=True).run] == [2, 3]
 
 
 def test_failures_rerun_under_their_attempts_or_when_asked(tmp_path):
@@ -88,17 +89,30 @@ def test_failures_rerun_under_their_attempts_or_when_asked(tmp_path):
         mf.trial_dir(tmp_path, tid).mkdir(parents=True)
         (mf.trial_dir(tmp_path, tid) / "failures").write_text(f"{n}\n")
     status = combine(m, {"t000": result("failed"), "t001": result("failed")}, Live())
-    sel = select(status, tmp_path, max_attempts=3)
+    sel = select(status, tmp_path, max_attempts=3, timeout_requeues=1)
     assert [t.trial.id for t in sel.run] == ["t000"] and [t.trial.id for t in sel.kept] == ["t001"]
-    assert len(select(status, tmp_path, max_attempts=3, retry_failed=True).run) == 2
-    assert len(select(status, tmp_path, max_attempts=5).run) == 2      # a raised --max-attempts
+    assert len(select(status, tmp_path, max_attempts=3, timeout_requeues=1, retry_failed=True).run) == 2
+    assert len(select(status, tmp_path, max_attempts=5, timeout_requeues=1).run) == 2      # a raised --max-attempts
+
+
+def test_a_trial_that_used_its_time_limit_requeues_is_kept_as_the_runner_would_keep_it(tmp_path):
+    # Timed out after its one time-limit requeue: the task runner would leave it alone, so resume
+    # must not submit a task that does nothing.
+    m = manifest([trial(0), trial(1)], [sub("5", "0-1")])
+    for tid, n in (("t000", 1), ("t001", 2)):
+        mf.trial_dir(tmp_path, tid).mkdir(parents=True)
+        (mf.trial_dir(tmp_path, tid) / "timeouts").write_text(f"{n}\n")
+    status = combine(m, {"t000": result("timeout"), "t001": result("timeout")}, Live())
+    sel = select(status, tmp_path, max_attempts=3, timeout_requeues=1)
+    assert [t.trial.id for t in sel.run] == ["t000"] and [t.trial.id for t in sel.kept] == ["t001"]
+    assert len(select(status, tmp_path, max_attempts=3, timeout_requeues=1, retry_failed=True).run) == 2
 
 
 def test_children_of_diverged_or_kept_parents_are_blocked_and_the_budget_keeps_whole_chains(tmp_path):
     trials = progressive(3)
     m = manifest(trials, [])
     status = combine(m, {"t000": result("diverged")}, Live())
-    sel = select(status, tmp_path, max_attempts=3)
+    sel = select(status, tmp_path, max_attempts=3, timeout_requeues=1)
     assert [t.trial.index for t in sel.blocked] == [3]
     assert sorted(t.trial.index for t in sel.run) == [1, 2, 4, 5]
     rp = plan(status, sel.run, BACKEND, SweepRef(tmp_path, m), budget=2, max_parallel=None)
