@@ -71,18 +71,41 @@ def top_up(sweep_dir: str | os.PathLike, *, who: str | None = None) -> int:
                 time.sleep(ROOM_POLL_S)
                 waited += ROOM_POLL_S
                 room, ours = queue_room(settings.cluster.max_queued_jobs, manifest.job_ids())
-            by_index = {t.index: t for t in manifest.trials}
-            trials = [by_index[i] for i in waiting if i in by_index]
+            trials, behind = ready_to_submit(sweep_dir, manifest, waiting)
             plan = session.backend.plan(trials, session.ref, budget=room, pack=settings.pack)
-            session.submit(plan, unsubmitted=plan.unsubmitted)
+            session.submit(plan, unsubmitted=sorted(plan.unsubmitted + behind))
             submitted = len(plan.planned)
-            _say(f"submitted {submitted} waiting trial(s); {len(plan.unsubmitted)} still wait for room")
+            _say(f"submitted {submitted} waiting trial(s); {len(plan.unsubmitted)} still wait for room"
+                 + (f", {len(behind)} for an earlier stage" if behind else ""))
             return submitted
     except LockBusy:
         return 0   # another task (or `sweep resume`) is submitting right now
     except Exception as exc:  # noqa: BLE001 - a failed top-up must not fail the trial that ended
         _say(f"could not top the queue up: {exc}")
         return 0
+
+
+def ready_to_submit(sweep_dir: Path, manifest: mf.Manifest, waiting: list[int]) -> tuple[list[mf.Trial], list[int]]:
+    """(the waiting trials that can be submitted now, the indices that wait for an earlier stage).
+    A later stage whose parent also waits goes with it (the plan chains them); one whose parent was
+    submitted already and has not completed waits, or it would start without its checkpoint (a
+    dropped or handed-back stage); the top-up after the parent's task submits it."""
+    by_index = {t.index: t for t in manifest.trials}
+    by_id = {t.id: t for t in manifest.trials}
+    waiting_ids = {by_index[i].id for i in waiting if i in by_index}
+    outside = {t.parent for i in waiting if i in by_index and (t := by_index[i]).parent
+               and t.parent not in waiting_ids}
+    done = {tid for tid, r in read_results(sweep_dir, sorted(outside)).items()
+            if TrialState.of_result(r) is TrialState.COMPLETED}
+    ready: list[mf.Trial] = []
+    behind: set[str] = set()
+    for i in sorted(i for i in waiting if i in by_index):   # parents come before their children
+        t = by_index[i]
+        if t.parent and (t.parent in behind or (t.parent in outside and t.parent not in done)):
+            behind.add(t.id)
+        else:
+            ready.append(t)
+    return ready, [by_id[tid].index for tid in behind]
 
 
 def hand_back(sweep_dir: str | os.PathLike, indices: list[int]) -> None:
