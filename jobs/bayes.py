@@ -38,6 +38,7 @@ from typing import Any, Iterable, Iterator
 from jobs import manifest as mf
 from jobs.atomic import write_json_atomic
 from jobs.manifest import Settings, Trial
+from jobs.profile import ClusterProfile
 from jobs.trial_state import TrialState
 
 JOURNAL = "optuna.journal"
@@ -216,13 +217,15 @@ def report(step: int, value: float) -> bool:
 
 # --- what pruning saved ----------------------------------------------------------------------
 
-def gpus_per_task(gres: str | None) -> int:
-    """GPUs each task holds, from a gres request (`gpu:2`, `gpu:a100:1`); 1 if unsaid."""
-    if isinstance(gres, str) and gres.startswith("gpu"):
-        try:
-            return max(1, int(gres.rsplit(":", 1)[-1]))
-        except ValueError:
-            return 1
+def gpus_per_task(cluster: ClusterProfile) -> int:
+    """GPUs each task holds: the count of the GPU entry of the gres it asks for (`gpu:2`, `gpu:a100:1`,
+    `gpu:4,tmpfs:10G`), which for a trial of gpus_per_trial processes is that many
+    (ClusterProfile.task_request); 1 if unsaid."""
+    gres = dict(cluster.task_request())["gres"]
+    for entry in (gres or "").split(","):
+        parts = entry.strip().split(":")
+        if parts[0] == "gpu" and len(parts) > 1 and parts[-1].isdigit():
+            return max(1, int(parts[-1]))
     return 1
 
 
@@ -250,4 +253,4 @@ def gpu_hours_saved(settings: Settings, results: Iterable[dict[str, Any]]) -> fl
                 or not isinstance(runtime, (int, float)):
             continue
         seconds += max(0.0, (full - reached) / reached) * runtime
-    return seconds * gpus_per_task(settings.cluster.gres) / 3600.0
+    return seconds * gpus_per_task(settings.cluster) / 3600.0

@@ -369,7 +369,7 @@ def best_candidates(frame: pd.DataFrame, metric: Metric, manifest: Manifest | No
 def _gpus(manifest: Manifest | None) -> int:
     from jobs.bayes import gpus_per_task
 
-    return gpus_per_task(manifest.settings.cluster.gres) if manifest else 1
+    return gpus_per_task(manifest.settings.cluster) if manifest else 1
 
 
 def rung_ladder(frame: pd.DataFrame, metric: Metric, manifest: Manifest) -> pd.DataFrame:

@@ -194,6 +194,22 @@ def test_gpu_hours_saved():
     assert bayes.gpu_hours_saved(median, []) == 0.0
 
 
+def test_gpu_hours_count_the_gpus_the_task_asks_for():
+    # A trial of gpus_per_trial processes asks for that many GPUs (ClusterProfile.task_request), whatever
+    # the profile's gres says; the GPU entry of a gres with several resources is the one counted.
+    results = [{"status": "pruned", "runtime_s": 3600.0, "results": {"pruned_at_step": 25}}]   # 3 h more at 1 GPU
+
+    def saved(**cluster) -> float:
+        settings = Settings(name="g", command=("true",), pruner=Pruner(kind="asha", max_iter=100),
+                            cluster=ClusterProfile(**cluster))
+        return bayes.gpu_hours_saved(settings, results)
+
+    assert saved(gres="gpu:1", gpus_per_trial=4) == pytest.approx(4 * 3)
+    assert saved(gres="gpu:a100:1,tmpfs:10G", gpus_per_trial=2) == pytest.approx(2 * 3)
+    assert saved(gres="tmpfs:10G,gpu:2") == pytest.approx(2 * 3)
+    assert saved(gres="gpu:a100:1") == saved(gres="gpu") == saved(gres=None) == pytest.approx(3)
+
+
 PROGRAM = textwrap.dedent("""
     import sys
     from jobs import runtime

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from jobs import manifest as mf
+from jobs.profile import ClusterProfile
 from jobs.state import collect
 from launcher.cli import main
 from results import analysis as an
@@ -87,6 +88,12 @@ def test_compute_counts_every_run_and_estimates_the_full_ladder_from_each_rungs_
     frame.loc[6, "status"] = "completed"
     spent, full, how = an.halving_compute(frame, m)
     assert full == pytest.approx(4 * (105 + 210 + 50) / 3600) and how.startswith("4 trials x")
+    # Each task of a 2-process trial holds 2 GPUs (ClusterProfile.task_request), whatever gres says.
+    two = m.replace(settings=m.settings._replace(cluster=ClusterProfile(gres="gpu:1", gpus_per_trial=2)))
+    spent2, full2, how2 = an.halving_compute(frame, two)
+    assert (spent2, full2) == pytest.approx((2 * spent, 2 * full)) and "2 GPUs per task" in how2
+    ladder = an.rung_ladder(frame.assign(**{"results.score": 1.0}), an.Metric("results.score", "score", "minimize", ""), two)
+    assert ladder["gpu_hours"].tolist() == pytest.approx([2 * 420 / 3600, 2 * 420 / 3600, 2 * 50 / 3600])
 
 
 def _asha_sweep(path: Path, scores: dict[str, float]) -> Path:
