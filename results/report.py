@@ -12,6 +12,7 @@ import datetime as dt
 import math
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -23,6 +24,9 @@ from results import figures as fig
 from results.collect import Skipped, collect
 from results.table import to_markdown
 from results.table import write as write_table
+
+if TYPE_CHECKING:
+    from jobs.state import SweepStatus
 
 MAX_FAILED_ROWS = 50
 MAX_ROLLOUT_ROWS = 40
@@ -170,19 +174,20 @@ def _section_rungs(lines: list[str], frame: pd.DataFrame, metric: an.Metric, man
         figures["Successive halving: the rung ladder"] = path
 
 
-def _causes(sweep_dir: str, manifest: Manifest | None) -> dict[str, str]:
-    """{trial id: why it did not complete, with the fix} from what the sweep's backend and files say
-    (one sacct + one squeue for a Slurm sweep); {} without a manifest or when it cannot be asked."""
+def _causes(sweep_dir: str, manifest: Manifest | None) -> tuple[dict[str, str], SweepStatus | None]:
+    """({trial id: why it did not complete, with the fix}, the sweep's status) from what the sweep's
+    backend and files say (one sacct + one squeue for a Slurm sweep); ({}, None) without a manifest
+    or when it cannot be asked."""
     if manifest is None:
-        return {}
+        return {}, None
     from jobs.causes import cause_of
     from jobs.state import collect
 
     try:
         status = collect(sweep_dir, manifest)
     except UserError:
-        return {}
-    return {t.trial.id: c.text() for t in status.trials if (c := cause_of(t, sweep_dir)) is not None}
+        return {}, None
+    return {t.trial.id: c.text() for t in status.trials if (c := cause_of(t, sweep_dir)) is not None}, status
 
 
 def _section_failures(lines: list[str], frame: pd.DataFrame, manifest: Manifest | None,
@@ -197,7 +202,7 @@ def _section_failures(lines: list[str], frame: pd.DataFrame, manifest: Manifest 
     if bad.empty and not missing and not skipped:
         lines += ["None.", ""]
         return
-    causes = _causes(sweep_dir, manifest) if (not bad.empty or missing) else {}
+    causes, sweep_status = _causes(sweep_dir, manifest) if (not bad.empty or missing) else ({}, None)
     if not bad.empty:
         from jobs.causes import last_meaningful_line
 
@@ -215,8 +220,9 @@ def _section_failures(lines: list[str], frame: pd.DataFrame, manifest: Manifest 
             lines += [f"... and {len(view) - MAX_FAILED_ROWS} more (see {_CSV}).", ""]
     pruned = bad[bad["status"] == "pruned"] if not bad.empty else bad
     if len(pruned):
+        saved = sweep_status.gpu_hours_saved if sweep_status is not None else None
         lines += [f"Early stopping pruned {len(pruned)} trial(s), saving about "
-                  f"{_gpu_hours_saved(frame, manifest):.2f} GPU-hours.", ""]
+                  f"{_gpu_hours_saved(frame, manifest) if saved is None else saved:.2f} GPU-hours.", ""]
     if missing:
         lines += [f"{len(missing)} planned trial(s) have no result yet:", ""]
         lines += [f"- `{t}`: {causes.get(t, 'not run yet (queued, waiting for room, or not submitted)')}"
@@ -227,6 +233,8 @@ def _section_failures(lines: list[str], frame: pd.DataFrame, manifest: Manifest 
 
 
 def _gpu_hours_saved(frame: pd.DataFrame, manifest: Manifest | None) -> float:
+    """What jobs.state.collect works out, from the rows (a bare directory of results, or a sweep whose
+    backend could not be asked)."""
     from jobs.bayes import gpu_hours_saved
 
     steps = [c for c in ("results.pruned_at_step", "results.last_step") if c in frame]
