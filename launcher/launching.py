@@ -269,8 +269,8 @@ def launch(prep: Prepared, *, on_update: Callable[[Trial, str], None] | None = N
     if local_foreground and subs:
         from jobs.backends import local
 
-        held = set(prep.manifest.held_indices())
-        done.outcome = local.run_pool(prep.sweep_dir, [t for t in prep.manifest.trials if t.index not in held],
+        planned = set(prep.plan.planned)    # not the trials held for a promotion or left waiting
+        done.outcome = local.run_pool(prep.sweep_dir, [t for t in prep.manifest.trials if t.index in planned],
                                       max_parallel=prep.manifest.settings.max_parallel or 1, on_update=on_update)
     return done
 

@@ -211,7 +211,7 @@ def _launch_local_foreground(prep: launching.Prepared) -> int:
     counts: dict[str, int] = {}
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), transient=False) as bar:
-        task = bar.add_task(prep.manifest.name, total=len(prep.manifest.trials), counts="")
+        task = bar.add_task(prep.manifest.name, total=len(prep.plan.planned), counts="")
 
         def update(trial: Any, status: str) -> None:
             counts[status] = counts.get(status, 0) + 1

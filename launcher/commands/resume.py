@@ -67,12 +67,13 @@ def run(args: argparse.Namespace) -> int:
                             timeout_requeues=settings.cluster.timeout_requeues, retry_failed=args.retry_failed,
                             retry_cancelled=args.retry_cancelled)
         max_parallel = args.max_parallel or settings.max_parallel
-        active = sum(1 for t in status.trials if t.state.is_active() and t not in sel.stuck)
+        stuck = {t.trial.index for t in sel.stuck}
+        active = sum(1 for t in status.trials if t.state.is_active() and t.trial.index not in stuck)
         rp = resume.plan(status, sel.run, session.backend, SweepRef(sweep_dir, manifest),
                          budget=settings.cluster.max_queued_jobs - active, max_parallel=max_parallel)
         doc = _document(sweep_dir, status, sel, rp, session.reconciled)
-        doc["promoted"] = [p.child for p in promote.due(sweep_dir, session.manifest)]
         if args.dry_run:
+            doc["promoted"] = [p.child for p in promote.due(sweep_dir, session.manifest)]
             _print(args, doc, dry_run=True)
             return 0
         (sweep_dir / mf.CANCEL_MARKER).unlink(missing_ok=True)   # resuming undoes `sweep cancel`
@@ -111,10 +112,11 @@ def run(args: argparse.Namespace) -> int:
 # --- output -----------------------------------------------------------------------------------------
 
 def _document(sweep_dir: Path, status: Any, sel: Any, rp: Any, reconciled: Any) -> dict[str, Any]:
+    planned = set(rp.plan.planned)
     return {
         "sweep_dir": str(sweep_dir), "counts": status.counts(),
         "resubmit": [{"id": t.trial.id, "index": t.trial.index, "stage": t.trial.stage, "was": t.state.value}
-                     for t in sel.run if t.trial.index in set(rp.plan.planned)],
+                     for t in sel.run if t.trial.index in planned],
         "submitted": len(rp.plan.planned),
         "cancel_stuck": [t.slurm_id for t in sel.stuck],
         "blocked": [t.trial.index for t in sel.blocked],
