@@ -64,14 +64,14 @@ class RunLogger:
     """progress.jsonl always; W&B when enabled. Only rank 0 makes one.
 
     A W&B run of a sweep's trial: its name is the trial id (pretrain passes it), its group the
-    sweep (`group`, else SWEEP_NAME), its tags the sweep's name and the trial's environment; its
-    project and entity come from `project`/`entity`, else WANDB_PROJECT/WANDB_ENTITY (which the
-    task runner sets from the sweep file's `logging:` block), else "slurmsweep" and the user's
-    default entity.
+    sweep's name (SWEEP_NAME, whatever the sweep's directory is called), its tags the sweep's name
+    and the trial's environment; its project and entity come from `project`/`entity`, else
+    WANDB_PROJECT/WANDB_ENTITY (which the task runner sets from the sweep file's `logging:` block),
+    else "slurmsweep" and the user's default entity.
     """
 
     def __init__(self, run_dir: str | Path, *, config: dict[str, Any], enable_wandb: bool = False,
-                 project: str | None = None, run_name: str | None = None, group: str | None = None,
+                 project: str | None = None, run_name: str | None = None,
                  run_id: str | None = None, resume_step: int = 0, entity: str | None = None,
                  tags: list[str] | tuple[str, ...] = ()) -> None:
         self.progress_path = Path(run_dir) / PROGRESS
@@ -85,7 +85,7 @@ class RunLogger:
             # A stable id (the trial id) + resume="allow" makes a requeued attempt continue its run.
             self._wandb = wandb.init(project=project or os.environ.get("WANDB_PROJECT") or "slurmsweep",
                                      entity=entity or os.environ.get("WANDB_ENTITY") or None,
-                                     name=run_name, group=group or os.environ.get("SWEEP_NAME") or None,
+                                     name=run_name, group=os.environ.get("SWEEP_NAME") or None,
                                      tags=run_tags(tags) or None, id=run_id, resume="allow" if run_id else None,
                                      config=config, dir=str(run_dir), mode=wandb_mode())
 

@@ -345,10 +345,9 @@ def prepare_loop(run: Run, state: LoopState) -> None:
     ctx, cfg = run.ctx, run.cfg
     run.pruning_metric = sweep_metric(ctx.sweep_dir) if ctx.in_sweep else ""
     if run.master:
-        group = ctx.sweep_dir.name if ctx.in_sweep and ctx.sweep_dir else None
         run.logger = RunLogger(run.run_dir, config=cfg, enable_wandb=bool(cfg["enable_wandb"]),
                                project=cfg["project_name"], run_name=cfg["run_name"] or ctx.trial_id,
-                               group=group, run_id=ctx.trial_id, resume_step=state.step)
+                               run_id=ctx.trial_id, resume_step=state.step)
     run.say(f"{run.num_params / 1e6:.2f}M params on {run.device} x{run.world_size}; {run.total_steps} steps "
             f"({cfg['epochs']} epochs of {run.steps_per_epoch:.1f}); run dir {run.run_dir}")
     state.started, state.last_save = time.time(), time.monotonic()

@@ -58,7 +58,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     spec.write_text(SPEC.format(data=data))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "SWEEP_"))}
     env.update(WANDB_MODE="offline", WANDB_SILENT="true", DISABLE_COMPILE="1", OMP_NUM_THREADS="1")
-    sweep = root / "wbcheck"
+    sweep = root / "wbcheck-dir"   # not the sweep's name: the W&B group is the name
     done = subprocess.run([sys.executable, "-m", "launcher", "launch", str(spec), "--executor", "local",
                            "--dir", str(sweep), "--json"], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=600)
