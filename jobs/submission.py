@@ -153,8 +153,9 @@ class Session:
         records = []
         for array in plan.arrays:
             try:
-                mf.write_array_file(self.sweep_dir, array.token, self.manifest.settings,
-                                    {task: [by_index[i] for i in indices] for task, indices in array.tasks.items()})
+                if self.backend.reads_task_files:
+                    mf.write_array_file(self.sweep_dir, array.token, self.manifest.settings,
+                                        {task: [by_index[i] for i in indices] for task, indices in array.tasks.items()})
             except OSError as exc:
                 raise filesystem_error(mf.array_file(self.sweep_dir, array.token), exc) from None
             records.append(Submission(stage=array.stage, indices=mf.compact_ranges(array.indices),

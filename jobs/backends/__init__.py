@@ -71,6 +71,9 @@ class Backend:
     name = ""
     # Whether the sweep's tasks are Slurm jobs (status asks Slurm; resume may attach to jobs).
     uses_slurm = False
+    # Whether each task reads its trials from arrays/<token>.jsonl (written at submission), rather
+    # than from the manifest.
+    reads_task_files = False
 
     def plan(self, trials: list[Trial], sweep: SweepRef, *, budget: int, pack: int = 1,
              attach: dict[str, tuple[str, int]] | None = None, max_parallel: int | None = None) -> ArrayPlan:

@@ -136,6 +136,7 @@ def new_token() -> str:
 class SlurmBackend(Backend):
     name = "slurm"
     uses_slurm = True
+    reads_task_files = True
 
     def plan(self, trials: list[Trial], sweep: SweepRef, *, budget: int, pack: int = 1,
              attach: dict[str, tuple[str, int]] | None = None, max_parallel: int | None = None) -> ArrayPlan:

@@ -68,6 +68,7 @@ class SubmititBackend(SlurmBackend):
     task ids from 0 (map_array numbers its tasks itself) and never attaches to old jobs."""
 
     name = "submitit"
+    reads_task_files = False      # map_array hands each task its trial index: the manifest has it
 
     def plan(self, trials: list[Trial], sweep: SweepRef, *, budget: int, pack: int = 1,
              attach: dict[str, tuple[str, int]] | None = None, max_parallel: int | None = None) -> ArrayPlan:
