@@ -28,7 +28,7 @@ sweep = sys.argv[2]
 for spec in sys.argv[3:]:
     trial, started = spec.split(":")
     tdir = os.path.join(sweep, "trials", trial)
-    log = RunLogger(tdir, config={"lr": 0.01}, enable_wandb=True, run_name=trial, group="s", run_id=trial)
+    log = RunLogger(tdir, config={"lr": 0.01}, enable_wandb=True, run_name=trial, run_id=trial)
     log.log(1, 0, 0.1, {"train/lm_loss": 1.0})
     log.close()
     wandb_dir = os.path.join(tdir, "wandb")
