@@ -4,6 +4,7 @@
                                          (or the signal) and the program's last meaningful line
     cause_of(trial_status, sweep_dir)    what `sweep status`, `sweep report` and `sweep collect`
                                          show for every trial that did not complete
+    headline(error)                      an error in one line
 
 Out of memory is read from what Slurm leaves: sacct's OUT_OF_MEMORY state where cgroups enforce
 memory; elsewhere (OverMemoryKill) a FAILED task killed by signal 9 whose Slurm output says
@@ -47,6 +48,16 @@ def last_meaningful_line(text: str | None) -> str | None:
             continue
         return stripped[:300]
     return None
+
+
+def headline(error: str | None) -> str:
+    """An error in one line: its first, or for an error written as a bare traceback (older results)
+    its last meaningful line; "" for none."""
+    error = (error or "").strip()
+    first = error.splitlines()[0] if error else ""
+    if first.startswith(_NOISE_PREFIXES):
+        first = last_meaningful_line(error) or first
+    return first
 
 
 def _exit_text(returncode: int) -> str:
@@ -205,10 +216,7 @@ def cause_of(status: Any, sweep_dir: str | os.PathLike | None = None) -> Cause |
     from jobs.trial_state import TrialState
 
     state, live, result = status.state, status.live, status.result or {}
-    error = (result.get("error") or status.error or "").strip()
-    first = error.splitlines()[0] if error else ""
-    if first.startswith(_NOISE_PREFIXES):   # an error written as a bare traceback (older results)
-        first = last_meaningful_line(error) or first
+    first = headline(result.get("error") or status.error)
     if state in (TrialState.COMPLETED, TrialState.RUNNING, TrialState.PENDING, TrialState.UNSUBMITTED,
                  TrialState.WAITING):
         return None

@@ -24,6 +24,7 @@ from typing import Any
 
 from jobs import manifest as mf
 from jobs.backends import Live, LiveTask, SweepRef
+from jobs.causes import headline
 from jobs.manifest import Manifest, Trial
 from jobs.results import finite_metric, metric_value, read_results
 from jobs.trial_state import TrialState
@@ -141,13 +142,6 @@ def latest_metric(sweep_dir: str | os.PathLike, trial_id: str, metric: str | Non
     return None
 
 
-def _first_line(text: Any) -> str | None:
-    if not text:
-        return None
-    lines = str(text).strip().splitlines()
-    return lines[0][:200] if lines else None
-
-
 def combine(manifest: Manifest, results: dict[str, dict[str, Any]], live: Live, *,
             sweep_dir: str | os.PathLike | None = None) -> SweepStatus:
     """The state of every trial (pure: everything it needs is passed in)."""
@@ -178,7 +172,8 @@ def combine(manifest: Manifest, results: dict[str, dict[str, Any]], live: Live, 
             st.node = job.get("node") or st.node
             st.runtime_s = result.get("runtime_s")
             st.metric = finite_metric(result.get("results"), metric)
-            st.error = _first_line(result.get("error"))
+            error = result.get("error")
+            st.error = (headline(str(error))[:200] or None) if error else None
             raw = metric_value(result.get("results"), metric)
             if st.state is TrialState.COMPLETED and raw is not None and st.metric is None:
                 st.state, st.warning = TrialState.DIVERGED, f"{metric} is {raw}"

@@ -204,14 +204,10 @@ def _section_failures(lines: list[str], frame: pd.DataFrame, manifest: Manifest 
         return
     causes, sweep_status = _causes(sweep_dir, manifest) if (not bad.empty or missing) else ({}, None)
     if not bad.empty:
-        from jobs.causes import last_meaningful_line
+        from jobs.causes import headline
 
-        def first_line(e: object) -> str:
-            if not isinstance(e, str) or not e.strip():
-                return ""
-            first = e.strip().splitlines()[0]
-            return (first if not first.startswith("Traceback") else last_meaningful_line(e) or first)[:160]
-        errors = bad["error"].map(first_line) if "error" in bad else pd.Series("", index=bad.index)
+        errors = bad["error"].map(lambda e: headline(e)[:160] if isinstance(e, str) else "") if "error" in bad \
+            else pd.Series("", index=bad.index)
         view = pd.DataFrame({"trial_id": bad.get("trial_id"), "stage": bad.get("stage"),
                              "environment": bad.get("environment"), "status": bad["status"],
                              "cause": [causes.get(t) or e for t, e in zip(bad.get("trial_id", errors.index), errors)]})
