@@ -29,6 +29,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 
+from jobs import manifest as mf
 from jobs.errors import UserError
 
 MARKER = ".slurmsweep-synced"
@@ -53,7 +54,7 @@ class Selection:
 
 def find_runs(sweep_dir: str) -> list[OfflineRun]:
     """Every offline run directory under the sweep's trials (any depth below the trial)."""
-    trials = os.path.join(sweep_dir, "trials")
+    trials = os.path.join(sweep_dir, mf.TRIALS)
     if not os.path.isdir(trials):
         raise UserError(f"{sweep_dir} is not a sweep directory (no trials/)",
                         fix="pass the directory `sweep launch` printed")
@@ -92,15 +93,14 @@ def select(sweep_dir: str, *, settle_s: float = SETTLE_S, now: float | None = No
     out = Selection()
     for run in find_runs(sweep_dir):
         files = _wandb_files(run.directory)
-        age = now - _newest_mtime(run.directory)
         if os.path.exists(os.path.join(run.directory, MARKER)) or (
                 files and all(os.path.exists(os.path.join(run.directory, f + ".synced")) for f in files)):
             out.skipped.append((run, "already synced"))
         elif not files:
             out.skipped.append((run, "no .wandb file in it"))
-        elif not os.path.exists(os.path.join(sweep_dir, "trials", run.trial_id, "result.json")):
+        elif not mf.result_path(sweep_dir, run.trial_id).exists():
             out.skipped.append((run, "its trial has no result yet (still running, or requeued)"))
-        elif age < settle_s:
+        elif (age := now - _newest_mtime(run.directory)) < settle_s:   # the walk last: it reads every file's time
             out.skipped.append((run, f"written to {age:.0f} s ago (waiting {settle_s:.0f} s for it to settle)"))
         else:
             out.ready.append(run)
