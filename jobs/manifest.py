@@ -338,9 +338,6 @@ class Manifest(namedtuple("Manifest", "settings trials submissions unsubmitted v
                 out[index] = sub
         return out
 
-    def submitted_indices(self) -> set[int]:
-        return set(self.latest_submissions())
-
     def job_ids(self) -> list[str]:
         """The parent array job ids of every Slurm submission (what sacct/squeue/scancel take)."""
         return list(dict.fromkeys(s.job_id for s in self.submissions if s.is_slurm and s.job_id))

@@ -175,27 +175,3 @@ def _end_of_lines(fd: int, size: int) -> int:
             return pos - step + i + 1
         pos -= step
     return 0
-
-
-def trials_with_results(sweep_dir: str | os.PathLike) -> dict[str, str | None] | None:
-    """Every trial the index names, with its latest status; None when the sweep has no index."""
-    directory = index_dir(sweep_dir)
-    try:
-        names = sorted(n for n in os.listdir(directory) if n.endswith(SUFFIX))
-    except OSError:
-        return None
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            with open(os.path.join(directory, name), "rb") as f:
-                lines, _ = _complete_lines(f.read())
-        except OSError:
-            continue
-        for line in lines:
-            try:
-                rec = json.loads(line)
-                out[rec["trial"]] = rec.get("status")
-            except (ValueError, TypeError, KeyError):
-                continue
-    return out
-

@@ -1,4 +1,4 @@
-"""The array task's entry file: `python -S <root>/jobs/start.py SWEEP_DIR TASK_ID --offset N`.
+"""The array task's entry file: `python -S <root>/jobs/start.py SWEEP_DIR TASK_ID --array TOKEN`.
 
 Python compiles the file it is started with on every start (a script's bytecode is never
 cached); this file is a few lines, and the runner itself (jobs.run) loads from __pycache__.

@@ -164,7 +164,6 @@ RUNNER_OWNED = {
     "output": "every task logs to <sweep>/logs/<job>_<task>.out, linked into its trial directory",
     "error": "every task logs to <sweep>/logs/<job>_<task>.out, linked into its trial directory",
     "job-name": "the job name carries the sweep's name and its submission token",
-    "comment": "the comment carries the submission token",
     "chdir": "tasks run where `sweep launch` ran",
     "open-mode": "task logs are appended to across requeues",
     "dependency": "stages are chained with aftercorr by the launcher",

@@ -5,9 +5,9 @@ slurm_templates/array.sbatch. Anything that came from a sweep file is shell-quot
 when it cannot be quoted on an `#SBATCH` line); only the cluster profile's `modules`/`setup`
 lines are written verbatim, because a profile is trusted.
 
-Every array carries its submission token in its job name (`<sweep>-s<stage>-<token>`) and its
-comment, which squeue and sacct keep: a submission recorded as pending whose launcher died before
-it learnt the job id is found again by that name (`find`).
+Every array carries its submission token in its job name (`<sweep>-s<stage>-<token>`), which squeue
+and sacct keep: a submission recorded as pending whose launcher died before it learnt the job id is
+found again by that name (`find`).
 
 Logs: Slurm writes <sweep>/logs/<array job>_<task>.out (the runner's own lines); the runner links
 it into trials/<id>/ and sends the program's output to trials/<id>/trial.log.
@@ -29,11 +29,10 @@ from jobs.manifest import Submission, Trial
 from jobs.profile import ClusterProfile
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "slurm_templates" / "array.sbatch"
-TEMPLATE_VARS = ("job_name", "comment", "stage", "indices", "token", "sweep_dir", "output", "workdir", "signal",
+TEMPLATE_VARS = ("job_name", "stage", "indices", "token", "sweep_dir", "output", "workdir", "signal",
                  "grace_s", "resources", "modules", "setup", "python", "runner")
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 LOGS = "logs"
-COMMENT_PREFIX = "slurmsweep:"
 # The task runner's entry file: `python -S <runner>` skips site-packages (most of an interpreter's
 # start-up, paid once per array task); it puts its own package root on sys.path.
 RUNNER = str(Path(__file__).resolve().parents[1] / "start.py")
@@ -87,7 +86,6 @@ def render_script(*, sweep_name: str, sweep_dir: str, workdir: str, stage: int, 
     """The job script of one array (a pure function: same inputs, same text)."""
     values = {
         "job_name": job_name(sweep_name, stage, token),
-        "comment": f"{COMMENT_PREFIX}{token}",
         "stage": str(int(stage)),
         "indices": mf.compact_ranges(indices),
         "token": token,

@@ -48,7 +48,6 @@ def test_script_is_valid_bash_and_renders_profile():
     assert "#SBATCH --gres=gpu:1" in text and "#SBATCH --partition=long" in text
     assert "module load" in text and "$SLURM_TMPDIR" in text          # profile lines verbatim
     assert "#SBATCH --job-name=feudal_grid-s1-c0ffee42" in text       # sanitised name, the token
-    assert "#SBATCH --comment=slurmsweep:c0ffee42" in text
     assert text.rstrip().endswith('-S /opt/venv/lib/python3.11/site-packages/jobs/start.py '
                                   '/scratch/u/sweeps/feudal_grid "$SLURM_ARRAY_TASK_ID" --array c0ffee42')
 
