@@ -41,6 +41,20 @@ def _envs(frame: pd.DataFrame) -> pd.Series:
     return pd.Series("all", index=frame.index)
 
 
+def _boxes(ax, names: list[str], data: list[np.ndarray], *, rotate: bool = False) -> None:
+    """One box per group (`names`, `data` alike) and its points, jittered; a group of more than
+    MAX_POINTS shows a sample of them (the box shows the distribution; the dots only texture it)."""
+    ax.boxplot([d if len(d) else [np.nan] for d in data], showfliers=False)
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=30 if rotate else 0, ha="right" if rotate else "center")
+    rng = np.random.default_rng(0)
+    for i, values in enumerate(data, start=1):
+        if not len(values):
+            continue
+        if len(values) > MAX_POINTS:
+            values = rng.choice(values, MAX_POINTS, replace=False)
+        ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=10, alpha=0.5)
+
+
 def metric_distribution(frame: pd.DataFrame, metric: Metric, path: str) -> str | None:
     """Box plot and points of the metric, one box per environment (and stage, if several)."""
     good = ranked(frame, metric)
@@ -53,13 +67,7 @@ def metric_distribution(frame: pd.DataFrame, metric: Metric, path: str) -> str |
     data = [good.loc[groups == g, metric.column].astype(float).to_numpy() for g in names]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(names) + 2), 4))
-    ax.boxplot(data, showfliers=False)
-    ax.set_xticks(range(1, len(names) + 1), names, rotation=30 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center")
-    rng = np.random.default_rng(0)
-    for i, values in enumerate(data, start=1):
-        if len(values) > MAX_POINTS:   # the box shows the distribution; the dots only texture it
-            values = rng.choice(values, MAX_POINTS, replace=False)
-        ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=10, alpha=0.5)
+    _boxes(ax, names, data, rotate=len(names) > 3)
     ax.set_ylabel(metric.name)
     per = " per environment" if len(names) > 1 else ""
     ax.set_title(f"{metric.name}{per}\n({len(good)} completed trials)", fontsize=10)
@@ -81,13 +89,7 @@ def success_by_environment(frame: pd.DataFrame, metric: Metric, path: str) -> st
     data = [done.loc[groups == g, col].astype(float).to_numpy() for g in names]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(names) + 2), 4))
-    ax.boxplot(data, showfliers=False)
-    ax.set_xticks(range(1, len(names) + 1), names)
-    rng = np.random.default_rng(0)
-    for i, values in enumerate(data, start=1):
-        if len(values) > MAX_POINTS:
-            values = rng.choice(values, MAX_POINTS, replace=False)
-        ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=10, alpha=0.5)
+    _boxes(ax, names, data)
     if baseline in done and pd.api.types.is_numeric_dtype(done[baseline]) and done[baseline].notna().any():
         means = [done.loc[groups == g, baseline].astype(float).mean() for g in names]
         ax.scatter(range(1, len(names) + 1), means, marker="_", s=600, c="red", zorder=3, label="random policy")
@@ -267,19 +269,11 @@ def sweeps_side_by_side(frame: pd.DataFrame, metric: Metric, path: str, by: str 
     data = [good.loc[good[by].astype(str) == n, metric.column].astype(float).to_numpy() for n in names]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(names) + 2), 4.2))
-    ax.boxplot([d if len(d) else [np.nan] for d in data], showfliers=False)
-    rotate = len(names) > 3 or max(map(len, names)) > 14
-    ax.set_xticks(range(1, len(names) + 1), names, rotation=30 if rotate else 0, ha="right" if rotate else "center")
-    rng = np.random.default_rng(0)
+    _boxes(ax, names, data, rotate=len(names) > 3 or max(map(len, names)) > 14)
     label = "best of the sweep"
-    for i, values in enumerate(data, start=1):
-        if not len(values):
-            continue
-        if len(values) > MAX_POINTS:
-            values = rng.choice(values, MAX_POINTS, replace=False)
-        ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=10, alpha=0.5)
-        if names[i - 1] in best:
-            ax.scatter([i], [best[names[i - 1]]], marker="*", s=160, color="black", zorder=3, label=label)
+    for i, (name, values) in enumerate(zip(names, data), start=1):
+        if len(values) and name in best:
+            ax.scatter([i], [best[name]], marker="*", s=160, color="black", zorder=3, label=label)
             label = None
     ax.set_ylabel(f"{metric.name} ({'lower' if metric.ascending else 'higher'} is better)")
     ax.set_title(f"{metric.name} per sweep ({len(good)} completed trials)")
