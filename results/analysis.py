@@ -20,6 +20,7 @@ import pandas as pd
 from jobs.errors import UserError
 from jobs.manifest import Manifest
 from results.collect import resolve_column
+from results.parse import HP_KEYS
 
 # The first of these a sweep reports is its metric when neither --metric nor the manifest says.
 DEFAULT_METRICS = ("eval/exact_accuracy", "exact_accuracy", "eval/accuracy", "accuracy")
@@ -275,8 +276,7 @@ def _result_hyperparameters(row: pd.Series) -> dict[str, Any] | None:
         try:
             with open(path) as f:
                 obj = json.load(f)
-            return _dotted(next((obj[k] for k in ("hyperparameters", "params", "hparams", "config")
-                                 if isinstance(obj.get(k), dict)), {}))
+            return _dotted(next((obj[k] for k in HP_KEYS if isinstance(obj.get(k), dict)), {}))
         except (OSError, ValueError):
             pass
     return None

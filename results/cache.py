@@ -27,6 +27,7 @@ import pyarrow as pa
 from pyarrow._compute import ReplaceSliceOptions
 
 from jobs.atomic import replacing
+from jobs.manifest import RESULT
 from results import columns
 
 # Bump when the parser's output or this file's layout changes: older caches are then ignored.
@@ -102,7 +103,7 @@ def load(sweep_dir: str, name: str, prefix: str) -> Cached | None:
         rows = table.drop_columns(list(_KEYS)).replace_schema_metadata(None)
         if best_meta.get("prefix") != prefix and "path" in rows.column_names:
             rows = rows.set_column(rows.schema.get_field_index("path"), "path",
-                                   rows_path(prefix, names, f"{os.sep}result.json"))
+                                   rows_path(prefix, names, f"{os.sep}{RESULT}"))
     except (OSError, KeyError, ValueError, pa.ArrowException):
         return None
     return Cached(table=rows, names=names, keys=keys.reshape(len(names), 3),

@@ -38,14 +38,13 @@ import numpy as np
 import pyarrow as pa
 
 from jobs.errors import UserError
+from jobs.manifest import RESULT, TRIALS
 from results import cache, columns, incremental
 from results.parse import Part, column_order, no_gc, parse_chunk
 
 if TYPE_CHECKING:
     from concurrent.futures import Future, ProcessPoolExecutor
 
-RESULT = "result.json"
-TRIALS = "trials"
 # Directories never worth descending into when hunting for sweeps in a scratch space.
 _SKIP_DIRS = frozenset({"checkpoints", "reports", "wandb", "__pycache__", "node_modules", "result_index"})
 _MAX_DEPTH = 5
@@ -329,8 +328,7 @@ class _Collector:
                 # Chunks of its own: its rows become its cache, without other sweeps' columns.
                 self.order.append(("shared", parser.flush()))
                 start, first = len(parser.items), len(parser.chunks)
-                head, tail = plan.prefix, f"{os.sep}{RESULT}"
-                parser.add([(f"{head}{n}{tail}", name) for n in plan.reparse])
+                parser.add([(plan.path(n), name) for n in plan.reparse])
                 self.sources.append(_Source(start, len(parser.items), user, plan, range(first, parser.flush())))
                 self.order.append(("sweep", len(self.sources) - 1))
                 return

@@ -19,7 +19,7 @@ from jobs.errors import UserError
 from results import analysis as an
 from results import figures as fig
 from results.collect import Skipped, owner
-from results.report import load_sweep
+from results.report import _fmt, load_sweep
 from results.table import to_markdown
 from results.table import write as write_table
 
@@ -48,14 +48,6 @@ def labels(sweep_dirs: list[str]) -> list[str]:
         else:
             out.append(f"{owner(d) or '?'}/{b}")
     return [o if out.count(o) == 1 else os.path.abspath(d) for d, o in zip(sweep_dirs, out)]
-
-
-def _fmt(v) -> str:
-    if v is None or v is pd.NA or (isinstance(v, float) and v != v):
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
 
 
 def default_out(names: list[str]) -> str:

@@ -24,10 +24,10 @@ import pyarrow as pa
 from pyarrow._compute import SetLookupOptions
 
 from jobs import result_index
+from jobs.manifest import RESULT
 from results import cache, columns
 from results.parse import Part
 
-RESULT = "result.json"
 _NONE = (-1, -1, -1)
 _RACY_NS = 2_000_000_000
 
