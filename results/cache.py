@@ -54,7 +54,6 @@ class Cached:
     index: dict[str, list[int]] | None = None          # result index positions read up to
     written_ns: int = 0
     trials_mtime: int = -1              # the trials/ directory's mtime when it was listed
-    source: str = ""                    # the file it was read from
 
 
 def user_dir() -> str:
@@ -109,8 +108,7 @@ def load(sweep_dir: str, name: str, prefix: str) -> Cached | None:
     return Cached(table=rows, names=names, keys=keys.reshape(len(names), 3),
                   bad={n: (why, tuple(k)) for n, why, *k in best_meta.get("bad", [])},
                   missing=set(best_meta.get("missing", [])), index=best_meta.get("index"),
-                  written_ns=int(best_meta.get("written_ns", 0)), trials_mtime=int(best_meta.get("trials_mtime", -1)),
-                  source=best)
+                  written_ns=int(best_meta.get("written_ns", 0)), trials_mtime=int(best_meta.get("trials_mtime", -1)))
 
 
 def usable(table: pa.Table) -> bool:

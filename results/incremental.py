@@ -43,7 +43,6 @@ class SweepPlan:
     trials_mtime: int = -1              # trials/ mtime, noted before it was listed
     reparse: list[str] = field(default_factory=list)
     started_ns: int = 0
-    how: str = "parsed"                 # parsed | index | stat (for tests and the summary line)
 
     def path(self, name: str) -> str:
         return f"{self.prefix}{name}{os.sep}{RESULT}"
@@ -67,7 +66,7 @@ def plan(sweep_dir: str, name: str, prefix: str, lister: Callable[[], list[str]]
     if cached is None:
         p.reparse = p.names or []
         return p
-    if trusted and snap.present and not snap.damaged:
+    if trusted and snap.present and not snap.damaged:      # the result index names what changed
         changed = snap.trials
         if p.names is None:
             if changed and not changed <= _known(cached):
@@ -77,10 +76,8 @@ def plan(sweep_dir: str, name: str, prefix: str, lister: Callable[[], list[str]]
         else:
             known = _known(cached)
             p.reparse = [n for n in p.names if n in changed or n not in known]
-        p.how = "index"
-    else:
+    else:                                                  # a stat() of every result file
         p.reparse = _stat_changed(p, cached)
-        p.how = "stat"
     return p
 
 
@@ -191,9 +188,7 @@ def needs_saving(p: SweepPlan, rows: SweepRows) -> bool:
 
 
 def save(p: SweepPlan, rows: SweepRows) -> str | None:
-    """Write the sweep's cache (when needs_saving); returns where, or None."""
-    if not needs_saving(p, rows):
-        return None
+    """Write the sweep's cache (the caller asks needs_saving first); returns where, or None."""
     return cache.save(p.sweep_dir, p.name, p.prefix, cache.Cached(
         table=rows.table, names=rows.names, keys=rows.keys, bad=rows.bad, missing=rows.missing,
         index=p.index, written_ns=p.started_ns, trials_mtime=p.trials_mtime))

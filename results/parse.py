@@ -278,10 +278,6 @@ class Columns:
         # In display order already: chunks that agree on their columns concatenate in order.
         return C.table({name: C.build(self.n, pieces[name]) for name in column_order(pieces)})
 
-    def frame(self, extra: dict[str, list] | None = None) -> Any:
-        """The same as a pandas DataFrame (tests and tools; the collector stays in Arrow)."""
-        return C.to_pandas(self.table(extra))
-
 
 def flatten_record(obj: Any, sweep: str | None = None) -> dict[str, Any] | str:
     """One parsed JSON document -> its flat row (column -> value), or why it is not a result.

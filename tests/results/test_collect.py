@@ -18,7 +18,7 @@ import pytest
 from jobs.errors import UserError
 from launcher.cli import main
 from results import collect as col
-from results import parse, table
+from results import columns, parse, table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -231,7 +231,7 @@ def test_column_types_match_pandas_inference():
     cols = parse.Columns()
     for d in docs:
         assert cols.add(d, "s") is None
-    frame = cols.frame()
+    frame = columns.to_pandas(cols.table())
     expected = pd.DataFrame([parse.flatten_record(d, "s") for d in docs])
     assert sorted(frame.columns) == sorted(expected.columns)
     pd.testing.assert_frame_equal(frame[list(expected.columns)], expected)
@@ -246,7 +246,7 @@ def test_fast_path_matches_flatten_record():
     cols = parse.Columns()
     for d in docs:
         assert cols.add(d, "fallback") is None
-    frame = cols.frame()      # back in file order
+    frame = columns.to_pandas(cols.table())      # back in file order
     for i, d in enumerate(docs):
         row = parse.flatten_record(d, "fallback")
         for k, v in row.items():
@@ -308,7 +308,7 @@ def test_keys_in_any_order_give_the_same_columns():
     cols = parse.Columns()
     for d in docs:
         assert cols.add(d, "s") is None
-    frame = cols.frame()
+    frame = columns.to_pandas(cols.table())
     expected = pd.DataFrame([parse.flatten_record(d, "s") for d in docs])
     pd.testing.assert_frame_equal(frame[list(expected.columns)], expected)
     assert frame["hp.lr"].dtype == float and frame["hp.depth"].dtype == "int64" and frame["hp.gating"].dtype == bool
