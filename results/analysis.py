@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from jobs.argv import format_value, render_argv
 from jobs.errors import UserError
 from jobs.manifest import Manifest
 from results.collect import resolve_column
@@ -298,7 +299,7 @@ def trial_overrides(manifest: Manifest | None, row: pd.Series) -> dict[str, Any]
 
 
 def override_args(overrides: dict[str, Any]) -> list[str]:
-    from jobs.argv import format_value
+    """The overrides as `key=value` strings, as Trial.override_args writes a trial's."""
     return [f"{k}={format_value(v)}" for k, v in overrides.items()]
 
 
@@ -313,9 +314,8 @@ def rerun_command(manifest: Manifest | None, sweep_dir: str, row: pd.Series,
         overrides[key] = os.path.join(sweep_dir, "trials", parent, "checkpoints")
     command = list(manifest.settings.command if manifest and manifest.settings.command else DEFAULT_COMMAND)
     try:
-        from jobs.argv import render_argv
         argv = render_argv(command, overrides, json_file_dir=json_file_dir)
-    except (ImportError, ValueError, OSError):
+    except (ValueError, OSError):       # ${program} with no program; ${args_json_file} unwritable
         argv = [c for c in command if "${" not in c] + override_args(overrides)
     return shlex.join(argv)
 
