@@ -155,8 +155,7 @@ def combine(manifest: Manifest, results: dict[str, dict[str, Any]], live: Live, 
         sub = latest.get(trial.index)
         st = TrialStatus(trial=trial, state=TrialState.UNSUBMITTED, slurm_id=task_ids.get(trial.index))
         task = live.tasks.get(trial.index)
-        live_state = (TrialState.RUNNING if task.state == "RUNNING" else TrialState.PENDING) \
-            if task is not None and task.source == "local" else (from_slurm(task.state) if task else None)
+        live_state = from_slurm(task.state) if task is not None else None
         if task is not None:
             st.live, st.slurm_state, st.node, st.runtime_s = task, task.state, task.node, task.elapsed_s
             st.slurm_id = task.task or st.slurm_id
