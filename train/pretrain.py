@@ -443,7 +443,8 @@ def evaluate_and_report(run: Run, state: LoopState) -> bool:
 def log(run: Run, state: LoopState, metrics: dict[str, float]) -> None:
     """To progress.jsonl (and W&B), on rank 0."""
     if run.logger is not None:
-        run.logger.log(state.step, state.step / run.steps_per_epoch, time.time() - state.started, metrics)
+        run.logger.log(state.step, metrics, epoch=state.step / run.steps_per_epoch,
+                       time_s=time.time() - state.started)
 
 
 def log_progress(run: Run, state: LoopState, lr: float) -> None:

@@ -37,13 +37,14 @@ def run(argv: list[str], stop: Any = None) -> int:
     cfg = parse_args(argv)                  # before torch: a typo costs no import time
 
     import dataclasses
+    import os
 
     import numpy as np
     import torch
 
     from examples.keydoor import env
-    from examples.keydoor.tracking import Tracker
     from examples.keydoor.trainer import CHECKPOINT, Trainer
+    from train.metrics import RunLogger
 
     torch.set_num_threads(1)    # many trials share a node's cores; one thread each is the fast way
     ctx = runtime.context()
@@ -55,16 +56,19 @@ def run(argv: list[str], stop: Any = None) -> int:
         trainer.load(ckpt_dir / CHECKPOINT)
         resumed_from = trainer.episode
         print(f"resumed from {ckpt_dir / CHECKPOINT} at episode {trainer.episode}", flush=True)
-    tracker = Tracker(ctx.trial_dir, config=dataclasses.asdict(cfg), use_wandb=cfg.wandb,
-                      run_id=ctx.trial_id, resume_step=trainer.episode)
+    # Progress: trials/<id>/progress.jsonl (the report's learning curves; none outside a sweep) and,
+    # with wandb=true, a W&B run named by the trial id, tagged with the task (and the sweep).
+    logger = RunLogger(ctx.trial_dir, config=dataclasses.asdict(cfg), enable_wandb=cfg.wandb, wandb_key="wandb",
+                       project=os.environ.get("WANDB_PROJECT") or "keydoor", run_name=ctx.trial_id,
+                       run_id=ctx.trial_id, resume_step=trainer.episode, tags=[cfg.environment])
     saved = printed = time.monotonic()
     while not trainer.finished and not stop.requested:
         stats = trainer.iteration()
         metrics = trainer.metrics()
-        tracker.log(trainer.episode, {**metrics, **stats})
+        logger.log(trainer.episode, {**metrics, **stats})
         if runtime.report(trainer.episode, metrics["mean_reward"]):   # a pruner in the sweep says stop
             runtime.write_metrics({**metrics, "resumed_from_episode": resumed_from}, status="pruned")
-            tracker.close()
+            logger.close()
             return 0
         now = time.monotonic()
         if ckpt_dir is not None and now - saved >= CHECKPOINT_EVERY_S and not trainer.finished:
@@ -79,7 +83,7 @@ def run(argv: list[str], stop: Any = None) -> int:
         print(f"stopped by signal {stop.signum} at episode {trainer.episode}; "
               f"checkpoint {'saved in ' + str(ckpt_dir) if ckpt_dir else 'not kept (no SWEEP_CHECKPOINT_DIR)'}",
               flush=True)
-        tracker.close()
+        logger.close()
         return 0
 
     rewards, successes = env.random_policy(cfg.environment, BASELINE_EPISODES, np.random.default_rng(BASELINE_SEED),
@@ -89,8 +93,8 @@ def run(argv: list[str], stop: Any = None) -> int:
               "resumed_from_episode": resumed_from,
               "attempt_time_s": round(time.monotonic() - start, 2)}     # this attempt's, not the trial's
     runtime.write_metrics(result)
-    tracker.log(trainer.episode, {k: v for k, v in result.items() if k.startswith(("eval_", "random_"))})
-    tracker.close()
+    logger.log(trainer.episode, {k: v for k, v in result.items() if k.startswith(("eval_", "random_"))})
+    logger.close()
     print("result: " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in result.items()),
           flush=True)
     return 0

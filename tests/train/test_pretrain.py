@@ -13,7 +13,7 @@ import torch
 
 from jobs.errors import UserError
 from train import checkpoint
-from train.metrics import truncate_progress
+from train.metrics import RunLogger, truncate_progress
 from train.optim import cosine_lr
 from train.pretrain import check_config
 
@@ -90,6 +90,14 @@ def test_truncate_progress_drops_later_and_broken_lines(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps({"step": s}) + "\n" for s in (1, 2, 3, 4)) + '{"step": 5, "tr')
     truncate_progress(path, 2)
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2]
+
+
+def test_wandb_on_without_the_package_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "wandb", None)   # `import wandb` raises ImportError, installed or not
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with pytest.raises(UserError, match=r"pip install -e '\.\[wandb\]', or pass enable_wandb=false") as err:
+        RunLogger(tmp_path, config={}, enable_wandb=True)
+    assert err.value.key == "enable_wandb"
 
 
 # --- runs -----------------------------------------------------------------------------------
