@@ -29,7 +29,7 @@ for spec in sys.argv[3:]:
     trial, started = spec.split(":")
     tdir = os.path.join(sweep, "trials", trial)
     log = RunLogger(tdir, config={"lr": 0.01}, enable_wandb=True, run_name=trial, run_id=trial)
-    log.log(1, 0, 0.1, {"train/lm_loss": 1.0})
+    log.log(1, {"train/lm_loss": 1.0}, epoch=0, time_s=0.1)
     log.close()
     wandb_dir = os.path.join(tdir, "wandb")
     made = max((d for d in os.listdir(wandb_dir) if d.startswith("offline-run-")),
