@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from typing import Any, Iterator
 
 from jobs.errors import UserError
+from jobs.manifest import now_iso
 
 LOCK = ".lock"
 OWNER = ".lock.owner"
@@ -49,7 +50,7 @@ class LockBusy(UserError):
 
 def _owner(what: str) -> dict[str, Any]:
     return {"host": socket.gethostname(), "pid": os.getpid(), "what": what,
-            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "since": now_iso()}
 
 
 def _describe(info: dict[str, Any] | None) -> str:

@@ -320,8 +320,9 @@ def after_task(sweep_dir: str | os.PathLike, settings: Settings, trials: list[Tr
         from jobs.lock import LockBusy
         from jobs.submission import open_sweep
 
-        who = (f"promotions from task {os.environ.get('SLURM_ARRAY_JOB_ID', '?')}_"
-               f"{os.environ.get('SLURM_ARRAY_TASK_ID', '?')}")
+        from jobs.runtime import slurm_task_id
+
+        who = f"promotions from task {slurm_task_id() or '?'}"
         try:
             with open_sweep(sweep_dir, who, timeout=LOCK_WAIT_S) as session:
                 if not marker.exists():

@@ -46,7 +46,8 @@ if __name__ == "__main__" and not __package__:
 
 from jobs import attempts, inproc, stop, torchrun
 from jobs import manifest as mf
-from jobs.manifest import Settings, Trial
+from jobs.manifest import Settings, Trial, now_iso
+from jobs.runtime import slurm_task_id
 from jobs.results import RESERVED_KEYS, RESULT_SCHEMA, finite_metric, metric_value, read_result, write_result
 from jobs.trial_state import TrialState
 
@@ -63,23 +64,10 @@ def _say(message: str) -> None:
     print(f"[jobs.run {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def now_iso() -> str:
-    # UTC to the second, e.g. 2026-01-31T12:00:00Z (time, not datetime: one import less per task).
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
 # --- the environment the program sees --------------------------------------------------------
 
 def under_slurm() -> bool:
     return bool(os.environ.get("SLURM_JOB_ID"))
-
-
-def slurm_task_id() -> str | None:
-    """`<array job>_<task>` (what scontrol requeue takes), or the plain job id."""
-    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    if array_job and task:
-        return f"{array_job}_{task}"
-    return os.environ.get("SLURM_JOB_ID")
 
 
 def gpu_name() -> str | None:

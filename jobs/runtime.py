@@ -12,12 +12,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-from dataclasses import dataclass
+from collections import namedtuple
 from pathlib import Path
-from typing import Any
 
+from jobs.atomic import write_bytes_atomic
 from jobs.results import RESERVED_KEYS
 from jobs.trial_state import PROGRAM_STATES, TrialState
+
+TYPE_CHECKING = False  # typing costs a few ms at every array task's start; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 # Statuses a program may report itself; "failed" is decided by the runner from the exit code.
 PROGRAM_STATUSES = tuple(s.value for s in PROGRAM_STATES)
@@ -25,17 +29,10 @@ PROGRAM_STATUSES = tuple(s.value for s in PROGRAM_STATES)
 STOP_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
 
 
-@dataclass(frozen=True)
-class TrialContext:
-    sweep_dir: Path | None
-    trial_id: str | None
-    trial_dir: Path | None
-    result_file: Path | None
-    checkpoint_dir: Path | None
-    attempt: int
-    stage: int
-    job_id: str | None
-    in_sweep: bool
+# The trial this process runs, from SWEEP_* (a namedtuple, like jobs.manifest's records: the runner
+# reads this module at every array task's start, and `dataclasses` would cost it ~7 ms).
+TrialContext = namedtuple("TrialContext", "sweep_dir trial_id trial_dir result_file checkpoint_dir attempt stage "
+                                          "job_id in_sweep")
 
 
 def _path(name: str) -> Path | None:
@@ -50,8 +47,9 @@ def _int(name: str, default: int = 0) -> int:
         return default
 
 
-def _job_id() -> str | None:
-    # Array tasks are known to users as <array job>_<task>; plain jobs by their id.
+def slurm_task_id() -> str | None:
+    """`<array job>_<task>` (how users know an array task, what scontrol requeue takes), or the plain
+    job id; None outside Slurm."""
     array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     if array_job and task:
         return f"{array_job}_{task}"
@@ -69,7 +67,7 @@ def context() -> TrialContext:
         checkpoint_dir=_path("SWEEP_CHECKPOINT_DIR"),
         attempt=_int("SWEEP_ATTEMPT", _int("SLURM_RESTART_COUNT")),
         stage=_int("SWEEP_STAGE"),
-        job_id=_job_id(),
+        job_id=slurm_task_id(),
         in_sweep=result_file is not None,
     )
 
@@ -121,15 +119,8 @@ def write_metrics(metrics: dict[str, Any], *, status: str = "completed", error: 
     if error is not None:
         payload["error"] = error
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Same-directory tmp + fsync + rename: the runner never reads half a file. Inlined rather
-    # than importing jobs.atomic so that this module stays importable on its own.
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(payload, f, default=_jsonable, allow_nan=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    # Atomically: the runner never reads half a file.
+    write_bytes_atomic(target, (json.dumps(payload, default=_jsonable, allow_nan=True) + "\n").encode())
 
 
 _last_step: int | None = None   # the step of the latest report(), for write_metrics

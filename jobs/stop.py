@@ -125,9 +125,9 @@ class Forwarder:
 def requeue_self(say: Any) -> bool:
     """`scontrol requeue <job>_<task>`: same job id, SLURM_RESTART_COUNT + 1. False if refused."""
     from jobs import slurm  # only here: most tasks never requeue
+    from jobs.runtime import slurm_task_id
 
-    array_job, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    job = f"{array_job}_{task}" if array_job and task else os.environ.get("SLURM_JOB_ID")
+    job = slurm_task_id()
     try:
         slurm.scontrol_requeue([job])
     except Exception as exc:  # SlurmError, or scontrol missing: the caller records the trial

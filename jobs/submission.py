@@ -34,7 +34,7 @@ from jobs.backends import Backend, SweepRef
 from jobs.backends.arrays import ArrayPlan, PlannedArray
 from jobs.errors import SlurmError, UserError
 from jobs.lock import sweep_lock
-from jobs.manifest import Manifest, Submission
+from jobs.manifest import Manifest, Submission, now_iso
 
 # A pending record younger than this may belong to an sbatch whose job is not visible yet: only older
 # ones are dropped when Slurm does not know their token. sbatch dies with the process that runs it
@@ -42,10 +42,6 @@ from jobs.manifest import Manifest, Submission
 # margin covers slurmctld answering a submission already sent.
 IN_FLIGHT_S = 20
 PENDING, SUBMITTED = "pending", "submitted"
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _age_s(iso: str) -> float:
@@ -220,7 +216,8 @@ def open_sweep(sweep_dir: str | os.PathLike, what: str, *, timeout: float | None
     from jobs import backends
 
     sweep_dir = Path(sweep_dir).absolute()
-    mf.read_manifest(sweep_dir)  # a clear error for a directory that is not a sweep, before the lock file
+    if not mf.manifest_path(sweep_dir).is_file():
+        mf.read_manifest(sweep_dir)  # its clear error for a directory that is not a sweep, before the lock file
     with sweep_lock(sweep_dir, what, timeout=timeout):
         manifest = mf.read_manifest(sweep_dir)
         session = Session(sweep_dir, manifest, backends.get(manifest.settings.executor))

@@ -21,6 +21,7 @@ from pathlib import Path
 from jobs import manifest as mf
 from jobs.lock import LockBusy
 from jobs.results import read_results
+from jobs.runtime import slurm_task_id
 from jobs.submission import cancel_requested, open_sweep
 from jobs.trial_state import TrialState
 
@@ -51,7 +52,7 @@ def top_up(sweep_dir: str | os.PathLike, *, who: str | None = None) -> int:
     sweep_dir = Path(sweep_dir)
     if cancel_requested(sweep_dir):
         return 0
-    who = who or f"top-up from task {os.environ.get('SLURM_ARRAY_JOB_ID', '?')}_{os.environ.get('SLURM_ARRAY_TASK_ID', '?')}"
+    who = who or f"top-up from task {slurm_task_id() or '?'}"
     try:
         with open_sweep(sweep_dir, who, timeout=0) as session:
             manifest = session.manifest

@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +62,7 @@ def build_manifest(spec: SweepSpec, trials: list[Trial], *, executor: str, clust
         goal=spec.goal, workdir=workdir, max_attempts=max_attempts, pack=pack, stages=spec.stages,
         space=dict(spec.space), sampler=spec.sampler, pruner=spec.pruner, search_options=dict(spec.search_options),
         seed=spec.seed, dialect=spec.dialect, source=spec.source,
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), cluster=cluster or ClusterProfile(),
+        created=mf.now_iso(), cluster=cluster or ClusterProfile(),
         logging=dict(spec.extra.get("logging") or {}), launch=dict(launch_args or {}),
         fingerprint=fingerprint(list(command), trials))
     return Manifest(settings=settings, trials=tuple(trials))
