@@ -77,41 +77,44 @@ def to_device(obj: Any, device: torch.device | str) -> Any:
     return obj
 
 
-def _save(path: Path, obj: dict[str, Any]) -> None:
-    # Serialise in memory, then tmp + fsync + rename: a job killed mid-write (Mila preemption sends
-    # no signal) leaves the previous checkpoint intact.
+def save_atomic(path: str | Path, obj: Any) -> None:
+    """torch.save `obj` to `path` (its directory made if missing). Serialised in memory, then tmp +
+    fsync + rename: a job killed mid-write (Mila preemption sends no signal) leaves the previous
+    checkpoint intact."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, buffer.getvalue())
 
 
+def read(path: str | Path, *, fix: str) -> Any:
+    """What `path` holds, loaded onto the CPU; a truncated or foreign file is a one-line UserError
+    naming it, with `fix`."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise UserError(f"cannot read checkpoint {path}: {exc}".splitlines()[0], fix=fix) from exc
+
+
 def save_latest(directory: str | Path, state: dict[str, Any]) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / LATEST
-    _save(path, {"format": FORMAT, **state})
+    path = Path(directory) / LATEST
+    save_atomic(path, {"format": FORMAT, **state})
     return path
 
 
 def save_weights(directory: str | Path, *, step: int, model: dict[str, Any],
                  config: dict[str, Any]) -> Path:
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"step_{step:07d}.pt"
-    _save(path, {"format": FORMAT, "step": step, "model": model, "config": config})
+    path = Path(directory) / f"step_{step:07d}.pt"
+    save_atomic(path, {"format": FORMAT, "step": step, "model": model, "config": config})
     return path
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file: say which one
-        raise UserError(f"cannot read checkpoint {path}: {exc}",
-                        fix="point checkpoint_path at a file or directory this trainer wrote") from exc
+    fix = "point checkpoint_path at a file or directory this trainer wrote"
+    state = read(path, fix=fix)
     if not isinstance(state, dict) or state.get("format") != FORMAT or "model" not in state:
-        raise UserError(f"{path} is not a checkpoint of format {FORMAT}",
-                        fix="point checkpoint_path at a file or directory this trainer wrote")
+        raise UserError(f"{path} is not a checkpoint of format {FORMAT}", fix=fix)
     return state
 
 

@@ -9,7 +9,6 @@ the same draws as one that never stopped.
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 from collections import deque
 from pathlib import Path
@@ -23,8 +22,8 @@ from examples.keydoor.agent import Policy
 from examples.keydoor.config import Config
 from examples.keydoor.conspec import MIN_EPISODES, SAMPLE_EPISODES, EpisodeMemory, Prototypes
 from examples.keydoor.conspec import STEPS as PROTOTYPE_STEPS
-from jobs.atomic import write_bytes_atomic
 from jobs.errors import UserError
+from train import checkpoint
 
 FORMAT = 1
 CHECKPOINT = "keydoor.pt"
@@ -156,18 +155,9 @@ class Trainer:
         self.recent_doors.extend(state["recent_doors"])
 
     def save(self, directory: Path) -> Path:
-        # In memory first, then tmp + fsync + rename: a kill mid-write leaves the last checkpoint whole.
-        buffer = io.BytesIO()
-        torch.save(self.state_dict(), buffer)
-        directory.mkdir(parents=True, exist_ok=True)
         path = directory / CHECKPOINT
-        write_bytes_atomic(path, buffer.getvalue())
+        checkpoint.save_atomic(path, self.state_dict())     # a kill mid-write leaves the last checkpoint whole
         return path
 
     def load(self, path: Path) -> None:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:       # truncated or foreign: say which file
-            raise UserError(f"cannot read checkpoint {path}: {exc}".splitlines()[0],
-                            fix="delete it to start afresh") from exc
-        self.load_state_dict(state, source=str(path))
+        self.load_state_dict(checkpoint.read(path, fix="delete it to start afresh"), source=str(path))
