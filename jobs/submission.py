@@ -159,16 +159,7 @@ class Session:
                                       offset=array.offset, pack=array.pack, array=array.array or None,
                                       submitted=now_iso()))
         self.save(self.manifest.replace(submissions=self.manifest.submissions + tuple(records), unsubmitted=waiting))
-        job_ids: dict[int, str] = {}
-        position = {id(a): i for i, a in enumerate(plan.arrays)}
-
-        def confirm(array: PlannedArray, job_id: str | None, pid: int | None) -> None:
-            pos = position[id(array)]
-            if job_id is not None:
-                job_ids[pos] = job_id
-            dependency = (f"aftercorr:{array.after_job}" if array.after_job else
-                          f"aftercorr:{job_ids[array.depends_on]}" if array.depends_on is not None and
-                          array.depends_on in job_ids else None)
+        def confirm(array: PlannedArray, job_id: str | None, pid: int | None, dependency: str | None = None) -> None:
             self._replace_record(array.token, state=SUBMITTED, job_id=job_id, pid=pid, dependency=dependency,
                                  submitted=now_iso())
 

@@ -9,7 +9,7 @@ Every backend runs the same task runner (jobs.run) and answers the same few ques
 queue up never switch on an executor's name:
 
     plan(trials, sweep, budget=..., pack=..., attach=...)  -> ArrayPlan (scripts rendered)
-    start(sweep, arrays, confirm, ...)     submit / start them; `confirm(array, job_id, pid)` after each
+    start(sweep, arrays, confirm, ...)     submit / start them; `confirm(array, job_id, pid, dependency)` after each
     find(sweep, pending)                   {token: [job ids]} for submissions recorded but unconfirmed
     live(sweep, manifest)                  {trial index: LiveTask}, accounting answered, notes
     cancel(sweep, manifest)                stop everything the sweep has queued or running
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from jobs.backends.arrays import ArrayPlan, PlannedArray
     from jobs.manifest import Manifest, Submission, Trial
 
-Confirm = Callable[["PlannedArray", "str | None", "int | None"], None]
+# confirm(array, job_id, pid, dependency=None): the array started (dependency: the one it was given).
+Confirm = Callable[..., None]
 
 
 @dataclass(frozen=True)

@@ -175,7 +175,7 @@ class SlurmBackend(Backend):
 
             job_id = slurm.sbatch(array.script, argv, existing=before_retry)
             job_ids.append(job_id)
-            confirm(array, job_id, None)
+            confirm(array, job_id, None, dependency)
 
     def find(self, sweep: SweepRef, pending: list[Submission]) -> dict[str, list[str]]:
         from jobs import slurm

@@ -100,7 +100,7 @@ class SubmititBackend(SlurmBackend):
             jobs = executor.map_array(run_index, [str(sweep.sweep_dir)] * len(positions), positions)
             job_id = jobs[0].job_id.split("_")[0]
             job_ids.append(job_id)
-            confirm(array, job_id, None)
+            confirm(array, job_id, None, dependency)
 
 
 BACKEND = SubmititBackend()
