@@ -183,7 +183,7 @@ class SlurmBackend(Backend):
         names = {job_name(sweep.manifest.settings.name, s.stage, s.token): s.token for s in pending if s.token}
         if not names:
             return {}
-        found = slurm.jobs_named(list(names))
+        found = slurm.jobs_named(list(names), since=_sacct_since(pending))
         return {names[n]: ids for n, ids in found.items() if n in names}
 
     def live(self, sweep: SweepRef) -> Live:
@@ -195,6 +195,23 @@ class SlurmBackend(Backend):
         job_ids = sweep.manifest.job_ids()
         slurm.scancel(job_ids)   # one call; jobs already gone are not an error
         return {"jobs": job_ids}
+
+
+def _sacct_since(pending: list[Submission]) -> str | None:
+    """Where sacct must look back to for these records: None (its two days) unless the oldest was
+    recorded earlier; then that day, in the local time sacct reads (records are in UTC)."""
+    import calendar
+    import time
+
+    stamps = []
+    for s in pending:
+        try:
+            stamps.append(calendar.timegm(time.strptime(s.submitted, "%Y-%m-%dT%H:%M:%SZ")))
+        except (TypeError, ValueError):
+            continue
+    if not stamps or min(stamps) > time.time() - 2 * 86400 + 3600:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(min(stamps) - 86400))
 
 
 def _first(found: dict[str, list[str]], name: str) -> str | None:

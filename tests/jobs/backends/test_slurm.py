@@ -14,7 +14,7 @@ from jobs.backends import SweepRef
 from jobs.backends import slurm as backend
 from jobs.errors import SlurmError, UserError
 from jobs.slurm import AccountingDisabled
-from jobs.manifest import Manifest, Settings
+from jobs.manifest import Manifest, Settings, Submission
 from jobs.profile import ClusterProfile
 from launcher.cluster import load_profile, with_resources
 from tests.jobs.backends.support import chained_trials
@@ -171,3 +171,18 @@ def test_packed_submission_maps_every_trial_of_a_task():
                               squeue=lambda ids, user=None: slurm.parse_squeue("70_2|RUNNING|None|n1|0:09\n"))
     assert {i: t.state for i, t in live.tasks.items()} == {0: "COMPLETED", 1: "COMPLETED", 4: "RUNNING"}
     assert m.submissions[0].task_ids()[3] == "70_1" and m.submissions[0].task_ids()[4] == "70_2"
+
+
+def test_finding_old_records_looks_back_past_sacct_s_two_days():
+    import time
+
+    from jobs.backends.slurm import _sacct_since
+
+    def record(stamp: str) -> Submission:
+        return Submission(stage=0, indices="0", executor="slurm", token="t", submitted=stamp)
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    assert _sacct_since([record(now), record("")]) is None                       # sacct's default window
+    old = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 5 * 86400))
+    since = time.mktime(time.strptime(_sacct_since([record(now), record(old)]), "%Y-%m-%dT%H:%M:%S"))
+    assert abs(since - (time.time() - 6 * 86400)) < 120                          # a day before it, local time
