@@ -30,6 +30,20 @@ def _line(t: Any, elapsed: float) -> str:
             f"prototypes {m['prototypes_valid']}/{t.cfg.num_prototypes}  {elapsed:.0f}s")
 
 
+def final_metrics(trainer: Any) -> dict[str, Any]:
+    """A trained agent's numbers: the last training episodes' metrics, EVAL_EPISODES without exploration
+    and BASELINE_EPISODES of a uniformly random policy, both on the fixed layouts of BASELINE_SEED."""
+    import numpy as np
+
+    from examples.keydoor import env
+
+    cfg = trainer.cfg
+    rewards, successes = env.random_policy(cfg.environment, BASELINE_EPISODES, np.random.default_rng(BASELINE_SEED),
+                                           cfg.max_steps_per_episode)
+    return {**trainer.metrics(), **trainer.evaluate(EVAL_EPISODES, BASELINE_SEED),
+            "random_success_rate": float(successes.mean()), "random_mean_reward": float(rewards.mean())}
+
+
 def run(argv: list[str], stop: Any = None) -> int:
     # First of all: a requeue during the imports below must find the handler, not kill us.
     stop = stop or runtime.StopSignal.install()
@@ -39,10 +53,8 @@ def run(argv: list[str], stop: Any = None) -> int:
     import dataclasses
     import os
 
-    import numpy as np
     import torch
 
-    from examples.keydoor import env
     from examples.keydoor.trainer import CHECKPOINT, Trainer
     from train.metrics import RunLogger
 
@@ -86,11 +98,7 @@ def run(argv: list[str], stop: Any = None) -> int:
         logger.close()
         return 0
 
-    rewards, successes = env.random_policy(cfg.environment, BASELINE_EPISODES, np.random.default_rng(BASELINE_SEED),
-                                           cfg.max_steps_per_episode)
-    result = {**trainer.metrics(), **trainer.evaluate(EVAL_EPISODES, BASELINE_SEED),
-              "random_success_rate": float(successes.mean()), "random_mean_reward": float(rewards.mean()),
-              "resumed_from_episode": resumed_from,
+    result = {**final_metrics(trainer), "resumed_from_episode": resumed_from,
               "attempt_time_s": round(time.monotonic() - start, 2)}     # this attempt's, not the trial's
     runtime.write_metrics(result)
     logger.log(trainer.episode, {k: v for k, v in result.items() if k.startswith(("eval_", "random_"))})

@@ -13,11 +13,10 @@ import argparse
 import os
 import time
 
-import numpy as np
 import torch
 
 from examples.keydoor import env
-from examples.keydoor.cli import BASELINE_EPISODES, BASELINE_SEED, EVAL_EPISODES
+from examples.keydoor.cli import final_metrics
 from examples.keydoor.config import parse_args
 from examples.keydoor.trainer import Trainer
 
@@ -40,12 +39,10 @@ def main() -> None:
             while not trainer.finished:
                 trainer.iteration()
             elapsed = time.monotonic() - start
-            evaluation = trainer.evaluate(EVAL_EPISODES, BASELINE_SEED)
-            _, wins = env.random_policy(task, BASELINE_EPISODES, np.random.default_rng(BASELINE_SEED),
-                                        cfg.max_steps_per_episode)
-            rnd, ev = float(wins.mean()), evaluation["eval_success_rate"]
+            final = final_metrics(trainer)
+            rnd, ev = final["random_success_rate"], final["eval_success_rate"]
             ratio = f"{ev / rnd:.1f}x" if rnd > 0 else ("inf" if ev > 0 else "-")
-            print(f"{task:<12}{seed:>5}{rnd:>9.3f}{trainer.metrics()['success_rate']:>8.2f}{ev:>8.2f}{ratio:>13}"
+            print(f"{task:<12}{seed:>5}{rnd:>9.3f}{final['success_rate']:>8.2f}{ev:>8.2f}{ratio:>13}"
                   f"{elapsed:>8.1f}", flush=True)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
