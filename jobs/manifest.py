@@ -24,6 +24,7 @@ They are never changed in place: `x._replace(...)` (`Manifest.replace`) makes a 
 """
 from __future__ import annotations
 
+import calendar
 import json
 import os
 import time
@@ -65,6 +66,14 @@ def now_iso() -> str:
     """UTC to the second, as every time the sweep directory records is written: 2026-01-31T12:00:00Z
     (time, not datetime: one import less per array task)."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def iso_epoch(text: str | None) -> float | None:
+    """A time now_iso wrote -> epoch seconds; None when empty or unreadable."""
+    try:
+        return calendar.timegm(time.strptime(text or "", "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return None
 
 
 def manifest_path(sweep_dir: str | os.PathLike) -> Path:

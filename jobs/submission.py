@@ -44,15 +44,6 @@ IN_FLIGHT_S = 20
 PENDING, SUBMITTED = "pending", "submitted"
 
 
-def _age_s(iso: str) -> float:
-    from datetime import datetime
-
-    try:
-        return time.time() - datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return float("inf")
-
-
 def filesystem_error(path: str | os.PathLike, exc: OSError) -> UserError:
     """An OSError while writing the sweep directory, as one line that says what to do."""
     reason = exc.strerror or exc.__class__.__name__
@@ -119,7 +110,7 @@ class Session:
 
                         slurm.scancel(ids[1:])
                         out.duplicates_cancelled += ids[1:]
-                elif _age_s(sub.submitted) > IN_FLIGHT_S:
+                elif time.time() - (mf.iso_epoch(sub.submitted) or 0.0) > IN_FLIGHT_S:
                     waiting.update(sub.index_list())
                     out.dropped += sub.index_list()
                 else:

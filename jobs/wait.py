@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from jobs import manifest as mf
 from jobs import state
+from jobs.submission import cancel_requested
 from jobs.trial_state import TrialState
 
 # Disk polls between backend refreshes.
@@ -59,4 +60,4 @@ def wait_for_results(sweep_dir: str | os.PathLike, *, poll_s: float = POLL_S, de
 
 def tops_up_now(sweep_dir: Path) -> bool:
     """Trials wait for room and nothing holds the top-up back (jobs.topup)."""
-    return (sweep_dir / mf.WAITING_MARKER).exists() and not (sweep_dir / mf.CANCEL_MARKER).exists()
+    return (sweep_dir / mf.WAITING_MARKER).exists() and not cancel_requested(sweep_dir)

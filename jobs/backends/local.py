@@ -14,17 +14,16 @@ the process started is found again (`find`).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 from jobs import manifest as mf
+from jobs.results import read_result
 from jobs.backends import Backend, Confirm, Live, LiveTask, SweepRef
 from jobs.backends.arrays import ArrayPlan, PlannedArray
 from jobs.manifest import Submission, Trial
@@ -36,11 +35,7 @@ POLL_S = 0.05
 
 
 def _status(sweep_dir: Path, trial_id: str) -> str | None:
-    try:
-        with open(mf.result_path(sweep_dir, trial_id)) as f:
-            return json.load(f).get("status")
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    return (read_result(sweep_dir, trial_id) or {}).get("status")
 
 
 def trial_env(max_parallel: int) -> dict[str, str]:
@@ -143,15 +138,6 @@ def start_detached(sweep_dir: str | os.PathLike, *, token: str, max_parallel: in
 
 # --- is a recorded pool still running? ------------------------------------------------------------
 
-def _iso_ts(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def _process_start(pid: int) -> float | None:
     """Epoch seconds the process started (Linux /proc), None where unknown."""
     try:
@@ -175,7 +161,7 @@ def pool_alive(sub: Submission) -> bool:
         return False
     except PermissionError:
         pass  # alive, someone else's: cannot be ours, but say alive rather than double-run
-    started, submitted = _process_start(sub.pid), _iso_ts(sub.submitted)
+    started, submitted = _process_start(sub.pid), mf.iso_epoch(sub.submitted)
     return started is None or submitted is None or started <= submitted + 2.0
 
 
@@ -246,7 +232,7 @@ class LocalBackend(Backend):
                 alive[sub.pid] = pool_alive(sub)
             if not alive[sub.pid]:
                 continue
-            submitted = _iso_ts(sub.submitted) or 0.0
+            submitted = mf.iso_epoch(sub.submitted) or 0.0
             result = mf.result_path(sweep.sweep_dir, trial.id)
             if _mtime(result) >= submitted:
                 continue  # this submission already ran it (the pool runs a trial once)

@@ -200,15 +200,9 @@ class SlurmBackend(Backend):
 def _sacct_since(pending: list[Submission]) -> str | None:
     """Where sacct must look back to for these records: None (its two days) unless the oldest was
     recorded earlier; then that day, in the local time sacct reads (records are in UTC)."""
-    import calendar
     import time
 
-    stamps = []
-    for s in pending:
-        try:
-            stamps.append(calendar.timegm(time.strptime(s.submitted, "%Y-%m-%dT%H:%M:%SZ")))
-        except (TypeError, ValueError):
-            continue
+    stamps = [t for t in (mf.iso_epoch(s.submitted) for s in pending) if t is not None]
     if not stamps or min(stamps) > time.time() - 2 * 86400 + 3600:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(min(stamps) - 86400))
