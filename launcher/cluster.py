@@ -167,7 +167,6 @@ RUNNER_OWNED = {
     "chdir": "tasks run where `sweep launch` ran",
     "open-mode": "task logs are appended to across requeues",
     "dependency": "stages are chained with aftercorr by the launcher",
-    "signal": "set `signal:` and `grace_s:` in the cluster profile (or resources.signal / resources.grace_s)",
     "requeue": "tasks are always requeueable: the runner decides when to requeue",
     "no-requeue": "tasks are always requeueable: the runner decides when to requeue",
     "wrap": "the launcher writes the job script", "parsable": "the launcher reads the job id itself",

@@ -37,11 +37,15 @@ def check_name(name: str, source: str | None = None) -> str:
     return name
 
 
-def default_sweep_dir(name: str) -> Path:
-    """$SCRATCH/sweeps/<name> on clusters (shared by login and compute nodes), else ./sweeps/<name>."""
+def sweeps_root() -> Path:
+    """$SCRATCH/sweeps on clusters (shared by login and compute nodes), else ./sweeps."""
     scratch = os.environ.get("SCRATCH")
-    base = Path(scratch) / "sweeps" if scratch else Path("sweeps")
-    return (base / check_name(name)).absolute()
+    return Path(scratch) / "sweeps" if scratch else Path("sweeps")
+
+
+def default_sweep_dir(name: str) -> Path:
+    """<sweeps_root>/<name>."""
+    return (sweeps_root() / check_name(name)).absolute()
 
 
 def fingerprint(command: list[str], trials: list[Trial]) -> str:

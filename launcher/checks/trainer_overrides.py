@@ -122,9 +122,8 @@ def _samples(dist: Any) -> list[Any]:
     """Values that stand for a distribution whose points are asked at run time (bayes)."""
     if dist.kind == "choice":
         return list(dist.values)
-    ints = dist.is_int or dist.kind in ("int_uniform", "int_loguniform", "pow2")
     bounds = [x for x in (dist.low, dist.high, dist.mu, dist.center) if x is not None] or [0.5]
-    return [int(x) if ints else float(x) for x in bounds]
+    return [int(x) if dist.is_int else float(x) for x in bounds]   # Dist sets is_int for the int kinds
 
 
 def _group_name(key: str) -> str:

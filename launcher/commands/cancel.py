@@ -31,8 +31,9 @@ def add_parser(subparsers: Any) -> None:
 def cancel(sweep_dir: Path) -> dict[str, Any]:
     """Cancel everything the sweep has in flight; return what was cancelled and what is left."""
     from jobs.atomic import write_text_atomic
-    from jobs.state import collect
-    from jobs.submission import filesystem_error, now_iso, open_sweep
+    from jobs.manifest import now_iso
+    from jobs.state import collect, watch_delays
+    from jobs.submission import filesystem_error, open_sweep
 
     with open_sweep(sweep_dir, "sweep cancel") as session:
         try:
@@ -43,11 +44,12 @@ def cancel(sweep_dir: Path) -> dict[str, Any]:
         manifest = session.manifest
     # Wait for what Slurm still holds to leave (tasks record `cancelled` on the way out).
     deadline = time.monotonic() + DRAIN_S
+    delays = watch_delays(start=1.0, cap=5.0)   # each look is one sacct and one squeue: back off
     while True:
         left = [t.trial.id for t in collect(sweep_dir, manifest).active()]
         if not left or time.monotonic() > deadline:
             break
-        time.sleep(1.0)
+        time.sleep(next(delays))
     return {"sweep_dir": str(sweep_dir), "jobs": done.get("jobs", []), "local_pids": done.get("local_pids", []),
             "still_active": left}
 

@@ -84,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 0:
         raise UserError(f"--limit {args.limit} is negative", fix="give a row count, or 0 for all rows")
     fmt = table.format_for(args.out, args.format)
+    if fmt == "parquet" and not args.out:     # before the collect, not after it
+        raise UserError("parquet is binary", fix="add --out FILE.parquet")
     since = parse_since(args.since) if args.since else None
     users = {u.strip() for group in args.user or [] for u in group.split(",") if u.strip()} or None
     # wait=False: the sweeps' caches are written on a thread while the output is made.
@@ -145,8 +147,6 @@ def _output(args: argparse.Namespace, got, fmt: str, since: float | None, users:
     elif fmt == "table":
         table.print_table(out, title=f"{total} trial result(s)" +
                           (f", {len(got.sweeps)} sweep(s)" if got.sweeps else ""))
-    elif fmt == "parquet":
-        raise UserError("parquet is binary", fix="add --out FILE.parquet")
     else:
         sys.stdout.buffer.write(table.to_bytes(out, fmt))
         sys.stdout.flush()

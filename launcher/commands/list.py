@@ -23,11 +23,6 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(run=run)
 
 
-def default_root() -> Path:
-    scratch = os.environ.get("SCRATCH")
-    return Path(scratch) / "sweeps" if scratch else Path("sweeps")
-
-
 def find_sweeps(roots: list[Path], depth: int = 3) -> list[Path]:
     """Directories holding a manifest.json, at most `depth` levels below each root."""
     found: list[Path] = []
@@ -87,7 +82,9 @@ def _queued_by_job() -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    roots = [Path(r) for r in args.roots] or [default_root()]
+    from launcher.sweepdir import sweeps_root
+
+    roots = [Path(r) for r in args.roots] or [sweeps_root()]
     for root in roots:
         if not root.is_dir():
             raise UserError(f"{root} is not a directory", fix="pass the directory your sweeps are in")
