@@ -131,9 +131,18 @@ COLUMNS = ("#", "trial", "stage", "params", "state", "att", "runtime", "node", "
 DROP_ORDER = ("node", "runtime", "att", "stage", "params", "metric")
 
 
-def _table(status: SweepStatus, rows: list[TrialStatus], name: str, sweep_dir: str, columns: list[str]) -> Any:
-    from rich.table import Table
+def _cells(status: SweepStatus, rows: list[TrialStatus], sweep_dir: str) -> list[dict[str, Any]]:
+    """Every column's cell of every row, computed once (a note may read the trial's Slurm log)."""
     from rich.text import Text
+
+    return [{"#": str(t.trial.index), "trial": t.trial.id, "stage": str(t.trial.stage),
+             "params": _params(t.params), "state": Text(t.state.value, style=STATE_STYLE.get(t.state.value, "")),
+             "att": str(t.attempts or ""), "runtime": _duration(t.runtime_s), "node": t.node or "",
+             "metric": _shown_metric(t, status.metric), "note": _note(t, sweep_dir)} for t in rows]
+
+
+def _table(status: SweepStatus, cells: list[dict[str, Any]], name: str, sweep_dir: str, columns: list[str]) -> Any:
+    from rich.table import Table
 
     metric = status.metric or "metric"
     table = Table(title=f"{name}  ({sweep_dir})", title_justify="left", show_lines=False, pad_edge=False)
@@ -146,12 +155,8 @@ def _table(status: SweepStatus, rows: list[TrialStatus], name: str, sweep_dir: s
         else:
             table.add_column(header, justify="right" if col in ("#", "stage", "att", "runtime", "metric") else "left",
                              no_wrap=True, overflow="ellipsis")
-    for t in rows:
-        cells = {"#": str(t.trial.index), "trial": t.trial.id, "stage": str(t.trial.stage),
-                 "params": _params(t.params), "state": Text(t.state.value, style=STATE_STYLE.get(t.state.value, "")),
-                 "att": str(t.attempts or ""), "runtime": _duration(t.runtime_s), "node": t.node or "",
-                 "metric": _shown_metric(t, status.metric), "note": _note(t, sweep_dir)}
-        table.add_row(*(cells[c] for c in columns))
+    for row in cells:
+        table.add_row(*(row[c] for c in columns))
     return table
 
 
@@ -159,16 +164,16 @@ def _fitting_table(console: Any, status: SweepStatus, rows: list[TrialStatus], n
     """The table with as many columns as fit the console's width (ids whole, note folded)."""
     from rich.measure import Measurement
 
+    cells = _cells(status, rows, sweep_dir)
     columns = list(COLUMNS)
     for drop in (None, *DROP_ORDER):
         if drop is not None:
             columns.remove(drop)
-        table = _table(status, rows, name, sweep_dir, columns)
-        without_note = _table(status, rows, name, sweep_dir, [c for c in columns if c != "note"])
+        without_note = _table(status, cells, name, sweep_dir, [c for c in columns if c != "note"])
         need = Measurement.get(console, console.options, without_note).maximum + 12
         if need <= console.width:
-            return table
-    return table
+            break
+    return _table(status, cells, name, sweep_dir, columns)
 
 
 def render(console: Any, status: SweepStatus, name: str, sweep_dir: str, show_all: bool = False,
