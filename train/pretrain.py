@@ -415,10 +415,12 @@ def end_of_iteration(run: Run, state: LoopState, stop: runtime.StopSignal) -> En
     if evaluate_and_report(run, state):
         run.say(f"pruned by the sweep at evaluation {state.iters_done} (step {state.step})")
         return Ending("pruned")
-    if run.cfg["checkpoint_every_eval"] and state.iters_done < run.total_iters and state.step < run.total_steps:
-        save_checkpoint(run, state, weights=True)
+    checkpoint_due = bool(run.cfg["checkpoint_every_eval"] and state.iters_done < run.total_iters
+                          and state.step < run.total_steps)
     if distributed.agree(stop.requested, run.world_size):  # a long evaluation may have taken the signal
-        return stop_for_requeue(run, state)
+        return stop_for_requeue(run, state, weights=checkpoint_due)   # one save, inside the grace window
+    if checkpoint_due:
+        save_checkpoint(run, state, weights=True)
     return None
 
 
@@ -480,9 +482,10 @@ def save_checkpoint(run: Run, state: LoopState, *, weights: bool = False) -> Non
 # endings
 
 
-def stop_for_requeue(run: Run, state: LoopState) -> Ending:
-    """Checkpoint and leave without metrics; the task runner requeues and the next attempt resumes here."""
-    save_checkpoint(run, state)
+def stop_for_requeue(run: Run, state: LoopState, *, weights: bool = False) -> Ending:
+    """Checkpoint (with the step file when one was due) and leave without metrics; the task runner
+    requeues and the next attempt resumes here."""
+    save_checkpoint(run, state, weights=weights)
     run.say(f"stop signal: checkpointed step {state.step} to {run.ckpt_dir}; exiting for requeue")
     return Ending(None)
 

@@ -7,12 +7,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from jobs.errors import UserError
-from train import checkpoint
+from train import checkpoint, pretrain
 from train.metrics import RunLogger, truncate_progress
 from train.optim import cosine_lr
 from train.pretrain import check_config
@@ -98,6 +99,23 @@ def test_wandb_on_without_the_package_is_a_user_error(tmp_path: Path, monkeypatc
     with pytest.raises(UserError, match=r"pip install -e '\.\[wandb\]', or pass enable_wandb=false") as err:
         RunLogger(tmp_path, config={}, enable_wandb=True)
     assert err.value.key == "enable_wandb"
+
+
+def test_a_stop_signal_taken_during_an_evaluation_checkpoints_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The evaluation's periodic checkpoint (latest.pt and the step file) is the requeue's: written
+    once, not twice in a row inside the preemption grace window."""
+    saves: list[bool] = []
+    monkeypatch.setattr(pretrain, "evaluate_and_report", lambda run, state: False)
+    monkeypatch.setattr(pretrain, "save_checkpoint", lambda run, state, weights=False: saves.append(weights))
+    run = SimpleNamespace(cfg={"checkpoint_every_eval": True}, total_iters=4, total_steps=100, world_size=1,
+                          train_data=SimpleNamespace(state_dict=lambda: {"epoch": 1}), ckpt_dir=Path("ckpt"),
+                          say=lambda text: None)
+    state = pretrain.LoopState(step=10)
+    assert pretrain.end_of_iteration(run, state, SimpleNamespace(requested=True)) == pretrain.Ending(None)
+    assert saves == [True]
+    saves.clear()
+    assert pretrain.end_of_iteration(run, state, SimpleNamespace(requested=False)) is None
+    assert saves == [True]
 
 
 # --- runs -----------------------------------------------------------------------------------
