@@ -107,6 +107,7 @@ def trial_env(sweep_dir: Path, settings: Settings, trial: Trial, attempt: int,
     env.update({
         "SWEEP_DIR": str(sweep_dir),
         "SWEEP_NAME": settings.name,
+        "SWEEP_METRIC": settings.metric or "",
         "SWEEP_TRIAL_ID": trial.id,
         "SWEEP_TRIAL_DIR": str(tdir),
         "SWEEP_RESULT_FILE": str(tdir / mf.METRICS),

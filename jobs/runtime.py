@@ -126,6 +126,12 @@ def write_metrics(metrics: dict[str, Any], *, status: str = "completed", error: 
 _last_step: int | None = None   # the step of the latest report(), for write_metrics
 
 
+def metric(default: str) -> str:
+    """The metric the sweep optimises ($SWEEP_METRIC, from its settings), else `default` (outside a
+    sweep, or one that names none): what a program reports to the sweep's pruner."""
+    return os.environ.get("SWEEP_METRIC") or default
+
+
 def report(step: int, value: float) -> bool:
     """Report the eval metric at `step`; True means stop now (the pruner judged the trial hopeless).
 

@@ -37,7 +37,6 @@ from omegaconf import DictConfig, OmegaConf
 from jobs import runtime
 from jobs.atomic import write_text_atomic
 from jobs.errors import UserError
-from jobs.manifest import read_settings
 from train import checkpoint, compile_cache, distributed
 from train.data.dataset import PuzzleDataset
 from train.metrics import RunLogger, finite_or_none, write_run_metrics
@@ -148,15 +147,6 @@ def staged_data_path(data_path: str, say: bool) -> str:
     if say:
         print(f"[train] reading the staged copy {staged} of {data_path}", flush=True)
     return str(staged)
-
-
-def sweep_metric(sweep_dir: Path | None) -> str:
-    """The metric the sweep optimises (its settings): what evaluations report to its pruner."""
-    try:
-        metric = read_settings(sweep_dir).metric if sweep_dir else None
-    except (OSError, ValueError, UserError):  # no manifest: a sweep environment set up by hand
-        metric = None
-    return metric or "eval/exact_accuracy"
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,7 +333,7 @@ def prepare_loop(run: Run, state: LoopState) -> None:
             run.say(f"torch.compile cache: {run.cache_dir}")
         run.model = torch.compile(run.raw_model, dynamic=False)  # type: ignore[assignment]
     ctx, cfg = run.ctx, run.cfg
-    run.pruning_metric = sweep_metric(ctx.sweep_dir) if ctx.in_sweep else ""
+    run.pruning_metric = runtime.metric("eval/exact_accuracy") if ctx.in_sweep else ""
     if run.master:
         run.logger = RunLogger(run.run_dir, config=cfg, enable_wandb=bool(cfg["enable_wandb"]),
                                project=cfg["project_name"], run_name=cfg["run_name"] or ctx.trial_id,

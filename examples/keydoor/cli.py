@@ -78,7 +78,8 @@ def run(argv: list[str], stop: Any = None) -> int:
         stats = trainer.iteration()
         metrics = trainer.metrics()
         logger.log(trainer.episode, {**metrics, **stats})
-        if runtime.report(trainer.episode, metrics["mean_reward"]):   # a pruner in the sweep says stop
+        watched = runtime.metric("mean_reward")                        # the sweep's metric
+        if watched in metrics and runtime.report(trainer.episode, metrics[watched]):   # a pruner says stop
             runtime.write_metrics({**metrics, "resumed_from_episode": resumed_from}, status="pruned")
             logger.close()
             return 0

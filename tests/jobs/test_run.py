@@ -226,9 +226,11 @@ def test_runner_started_as_a_file_without_site(tmp_path):
 
 
 def test_the_program_sees_the_sweep_its_environment_and_where_its_runs_log():
-    settings = mf.Settings(name="conspec", command=("true",), logging={"wandb_project": "keydoor", "wandb_entity": "lab"})
+    settings = mf.Settings(name="conspec", command=("true",), metric="success_rate",
+                           logging={"wandb_project": "keydoor", "wandb_entity": "lab"})
     env = run.trial_env(Path("/s"), settings, Trial(id="t0", index=0, environment="double"), 0)
     assert (env["SWEEP_NAME"], env["SWEEP_ENVIRONMENT"]) == ("conspec", "double")
+    assert env["SWEEP_METRIC"] == "success_rate"      # what the program reports to a pruner
     assert (env["WANDB_PROJECT"], env["WANDB_ENTITY"]) == ("keydoor", "lab")
     bare = run.trial_env(Path("/s"), mf.Settings(name="x", command=("true",)), Trial(id="t0", index=0), 0)
     assert "SWEEP_ENVIRONMENT" not in bare and bare.get("WANDB_PROJECT") == os.environ.get("WANDB_PROJECT")

@@ -64,3 +64,12 @@ def test_under_torchrun_only_rank_zero_writes_the_result(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "0")
     runtime.write_metrics({"a": 2})
     assert json.loads(target.read_text()) == {"a": 2}
+
+
+def test_the_metric_to_report_is_the_sweeps_else_the_programs_own(monkeypatch):
+    monkeypatch.delenv("SWEEP_METRIC", raising=False)
+    assert runtime.metric("mean_reward") == "mean_reward"
+    monkeypatch.setenv("SWEEP_METRIC", "")                  # a sweep that names none
+    assert runtime.metric("mean_reward") == "mean_reward"
+    monkeypatch.setenv("SWEEP_METRIC", "success_rate")
+    assert runtime.metric("mean_reward") == "success_rate"
