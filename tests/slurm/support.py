@@ -1,5 +1,5 @@
-"""What the Slurm tests share: waiting on the real cluster (with what to look at when it times out)
-and reading a sweep's results, jobs and start records back."""
+"""What the Slurm tests share: a counting test program, waiting on the real cluster (with what to look
+at when it times out) and reading a sweep's results, jobs and start records back."""
 from __future__ import annotations
 
 import json
@@ -11,6 +11,31 @@ from pathlib import Path
 import pytest
 
 from jobs import manifest as mf
+
+# A program that counts `steps` tenths of a second, checkpointing the count on a stop signal and going
+# on from it when run again; `hold` (a file next to the sweep) keeps every trial counting, `forever`
+# never ends on its own. Each start appends "<trial> <attempt>" to runs.log next to the sweep (`starts`)
+# and touches trials/<id>/started.<attempt>.
+COUNTING_PROGRAM = r"""
+import os, sys, time
+from jobs import runtime
+ctx = runtime.context()
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+root = os.path.dirname(os.environ["SWEEP_DIR"])
+with open(os.path.join(root, "runs.log"), "a") as f:
+    f.write(f"{ctx.trial_id} {ctx.attempt}\n")
+stop = runtime.StopSignal.install()
+ckpt = ctx.checkpoint_dir / "count"
+start = count = int(ckpt.read_text()) if ckpt.exists() else 0
+(ctx.trial_dir / f"started.{ctx.attempt}").touch()
+while os.path.exists(os.path.join(root, "hold")) or args.get("forever") == "true" or count < int(args.get("steps", "0")):
+    if stop.requested:
+        ckpt.write_text(str(count))
+        sys.exit(0)
+    time.sleep(0.1)
+    count += 1
+runtime.write_metrics({"count": count, "resumed_from": start, "x": int(args["x"]) if "x" in args else None})
+"""
 
 
 def job_ids(sweep: Path) -> list[str]:

@@ -15,37 +15,14 @@ from pathlib import Path
 from jobs import manifest as mf
 from jobs import slurm
 from launcher.cli import main
-from tests.slurm.support import job_ids, results, starts, wait_for
+from tests.slurm.support import COUNTING_PROGRAM, job_ids, results, starts, wait_for
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[2]
 
-# `steps` tenths of a second of work, checkpointed on a stop signal; `hold` (a file next to the sweep)
-# keeps every trial working; `forever` never ends on its own.
-PROGRAM = r"""
-import os, sys, time
-from jobs import runtime
-ctx = runtime.context()
-args = dict(a.split("=", 1) for a in sys.argv[1:])
-root = os.path.dirname(os.environ["SWEEP_DIR"])
-with open(os.path.join(root, "runs.log"), "a") as f:
-    f.write(f"{ctx.trial_id} {ctx.attempt}\n")
-stop = runtime.StopSignal.install()
-ckpt = ctx.checkpoint_dir / "count"
-count = int(ckpt.read_text()) if ckpt.exists() else 0
-(ctx.trial_dir / f"started.{ctx.attempt}").touch()
-while os.path.exists(os.path.join(root, "hold")) or args.get("forever") == "true" or count < int(args.get("steps", "0")):
-    if stop.requested:
-        ckpt.write_text(str(count))
-        sys.exit(0)
-    time.sleep(0.1)
-    count += 1
-runtime.write_metrics({"count": count})
-"""
-
 
 def setup(tmp_path: Path, spec_text: str, profile: str | None = None) -> tuple[Path, list[str]]:
-    (tmp_path / "prog.py").write_text(PROGRAM)
+    (tmp_path / "prog.py").write_text(COUNTING_PROGRAM)
     (tmp_path / "spec.yaml").write_text(spec_text)
     cluster = "local"
     if profile is not None:

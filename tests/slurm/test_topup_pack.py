@@ -18,31 +18,10 @@ import pytest
 from jobs import manifest as mf
 from jobs import slurm
 from launcher.cli import main
-from tests.slurm.support import job_ids, results, starts, wait_for
+from tests.slurm.support import COUNTING_PROGRAM, job_ids, results, starts, wait_for
 
 PY = sys.executable
 ROOT = Path(__file__).resolve().parents[2]
-
-PROGRAM = r"""
-import os, sys, time
-from jobs import runtime
-ctx = runtime.context()
-args = dict(a.split("=", 1) for a in sys.argv[1:])
-root = os.path.dirname(os.environ["SWEEP_DIR"])
-with open(os.path.join(root, "runs.log"), "a") as f:
-    f.write(f"{ctx.trial_id} {ctx.attempt}\n")
-stop = runtime.StopSignal.install()
-ckpt = ctx.checkpoint_dir / "count"
-start = count = int(ckpt.read_text()) if ckpt.exists() else 0
-(ctx.trial_dir / "running").touch()
-while count < int(args.get("steps", "0")):
-    if stop.requested:
-        ckpt.write_text(str(count))
-        sys.exit(0)
-    time.sleep(0.1)
-    count += 1
-runtime.write_metrics({"count": count, "resumed_from": start, "x": int(args["x"])})
-"""
 
 
 def profile(max_queued: int, **extra: object) -> str:
@@ -52,7 +31,7 @@ def profile(max_queued: int, **extra: object) -> str:
 
 
 def prepare(tmp_path: Path, spec: str, prof: str, *extra: str) -> tuple[Path, list[str]]:
-    (tmp_path / "prog.py").write_text(PROGRAM)
+    (tmp_path / "prog.py").write_text(COUNTING_PROGRAM)
     (tmp_path / "spec.yaml").write_text(spec)
     (tmp_path / "profile.yaml").write_text(prof)
     argv = ["launch", str(tmp_path / "spec.yaml"), "--executor", "slurm", "--cluster", str(tmp_path / "profile.yaml"),
@@ -110,7 +89,7 @@ def test_a_packed_task_requeued_mid_pack_loses_and_repeats_nothing(tmp_path, slu
     assert sub.pack == 4 and sub.array.split("%")[0] == "0-1"            # 8 trials in 2 tasks
     by_index = {t.index: t.id for t in mf.read_manifest(sweep).trials}
     # Task 0 runs trials 0-3 one after another: requeue it while its third trial runs.
-    wait_for(lambda: (mf.trial_dir(sweep, by_index[2]) / "running").exists(), 60, "the third trial of task 0")
+    wait_for(lambda: (mf.trial_dir(sweep, by_index[2]) / "started.0").exists(), 60, "the third trial of task 0")
     slurm.scontrol_requeue([f"{sub.job_id}_0"])
     wait_for(lambda: len(results(sweep)) == 8, 120, "8 results")
     res = results(sweep)
