@@ -251,8 +251,10 @@ class Launched:
     pid: int | None = None                   # local detached: the pool's pid
 
 
-def launch(prep: Prepared, *, on_update: Callable[[Trial, str], None] | None = None) -> Launched:
-    """Create the sweep directory and submit (a local foreground run runs here, after the lock)."""
+def launch(prep: Prepared, *, on_update: Callable[[Trial, str], None] | None = None,
+           on_start: Callable[[], None] | None = None) -> Launched:
+    """Create the sweep directory and submit (a local foreground run runs here, after the lock;
+    `on_start` is called just before its first trial starts)."""
     from jobs.submission import open_sweep
     from launcher import sweepdir
 
@@ -270,6 +272,8 @@ def launch(prep: Prepared, *, on_update: Callable[[Trial, str], None] | None = N
         from jobs.backends import local
 
         planned = set(prep.plan.planned)    # not the trials held for a promotion or left waiting
+        if on_start is not None:
+            on_start()
         done.outcome = local.run_pool(prep.sweep_dir, [t for t in prep.manifest.trials if t.index in planned],
                                       max_parallel=prep.manifest.settings.max_parallel or 1, on_update=on_update)
     return done

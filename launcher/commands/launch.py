@@ -209,15 +209,25 @@ def _launch_local_foreground(prep: launching.Prepared) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     counts: dict[str, int] = {}
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), transient=False) as bar:
-        task = bar.add_task(prep.manifest.name, total=len(prep.plan.planned), counts="")
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[counts]}"), TimeElapsedColumn(), transient=False)
+    task = bar.add_task(prep.manifest.name, total=len(prep.plan.planned), counts="")
 
-        def update(trial: Any, status: str) -> None:
-            counts[status] = counts.get(status, 0) + 1
-            bar.update(task, advance=1, counts=" ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    def update(trial: Any, status: str) -> None:
+        counts[status] = counts.get(status, 0) + 1
+        bar.update(task, advance=1, counts=" ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
-        done = launching.launch(prep, on_update=update)
+    started: list[bool] = []
+
+    def start() -> None:
+        bar.start()
+        started.append(True)
+
+    try:    # the bar shows once trials run: a refused launch prints its error alone
+        done = launching.launch(prep, on_update=update, on_start=start)
+    finally:
+        if started:
+            bar.stop()
     from launcher.commands.status import print_results
 
     print_results(prep.sweep_dir)
