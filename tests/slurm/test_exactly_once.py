@@ -139,6 +139,8 @@ def test_a_trial_over_its_time_limit_ends_as_timeout(tmp_path, slurm_cleanup, ca
     wait_for(lambda: len(results(sweep)) == 1, 240, "the timeout result")
     [r] = results(sweep).values()
     assert r["status"] == "timeout" and "time limit (00:01:00)" in r["error"] and r["job"]["attempt"] == 1
+    # The runner writes its result before it exits: until Slurm lets go of the task, status shows it running.
+    wait_for(lambda: queued(sweep) == 0, 60, "the task to leave the queue")
     [t] = status_json(sweep, capsys)["trials"]
     assert t["cause"]["kind"] == "time_limit" and "time:" in t["cause"]["fix"]
     assert list(starts(tmp_path).values()) == [2]                  # the first run and its one requeue
