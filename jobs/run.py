@@ -28,6 +28,7 @@ Exit codes (what Slurm records, and what `--dependency=aftercorr` reads):
 """
 from __future__ import annotations
 
+import contextlib  # already loaded by the interpreter's start: free
 import json
 import os
 import signal
@@ -437,27 +438,38 @@ def _task_end() -> float | None:
 def run_task(sweep_dir: Path, settings: Settings, trials: list[Trial], *, fork_python: bool = False) -> int:
     """Run a task's trials; its exit code (module docstring)."""
     forwarder = stop.Forwarder()
-    statuses: list[str] = []
     packed = len(trials) > 1
     devices = side_by_side(torchrun.processes(settings.command, settings.cluster.gpus_per_trial)) if packed else []
-    if devices:
-        statuses = _run_side_by_side(sweep_dir, settings, trials, forwarder, devices)
-    else:
-        end = _task_end() if packed else None
-        # The time-limit warning comes grace_s before the end, or up to EARLY_WARNING_SLACK_S earlier
-        # (Slurm checks about every 30 s): a trial that would still run then is not started.
-        margin = settings.cluster.grace_s + stop.EARLY_WARNING_SLACK_S
-        longest = 0.0
-        for i, trial in enumerate(trials):
-            if end is not None and i and time.time() + longest * 1.2 + margin > end:
-                _hand_back(sweep_dir, trials[i:], "too close to its time limit")
-                break
+    pack = _Pack(trials, _task_end() if packed else None, settings.cluster.grace_s + stop.EARLY_WARNING_SLACK_S)
+
+    def worker(device: str | None = None, lock: Any = contextlib.nullcontext()) -> None:
+        while True:
+            with lock:
+                trial = pack.take()
+            if trial is None:
+                return
             started = time.monotonic()
-            status = run_trial(sweep_dir, settings, trial, forwarder, fork_python=fork_python, retry_here=packed)
-            longest = max(longest, time.monotonic() - started)
-            statuses.append(status)
-            if status in (REQUEUE, TrialState.CANCELLED):
-                break
+            status = run_trial(sweep_dir, settings, trial, forwarder, retry_here=packed,
+                               fork_python=fork_python and device is None,   # no fork from a threaded runner
+                               env_extra={"CUDA_VISIBLE_DEVICES": device} if device else None)
+            with lock:
+                pack.record(status, time.monotonic() - started)
+
+    if devices:   # one worker thread per GPU group, each taking the next trial
+        import threading
+
+        lock = threading.Lock()
+        threads = [threading.Thread(target=worker, args=(d, lock), name=f"gpu-{d}") for d in devices]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.5)   # short joins: the main thread keeps handling (and forwarding) signals
+    else:
+        worker()
+    if pack.handed_back:
+        _hand_back(sweep_dir, pack.handed_back, "too close to its time limit")
+    statuses = pack.statuses
     if REQUEUE in statuses:
         return 0
     if any(s == TrialState.COMPLETED for s in statuses) or not statuses:
@@ -466,33 +478,32 @@ def run_task(sweep_dir: Path, settings: Settings, trials: list[Trial], *, fork_p
                                                   for s in statuses) else EXIT_FAILED
 
 
-def _run_side_by_side(sweep_dir: Path, settings: Settings, trials: list[Trial], forwarder: stop.Forwarder,
-                      devices: list[str]) -> list[str]:
-    """One worker thread per GPU, each taking the next trial; a requeue or cancel stops them all."""
-    import threading
+class _Pack:
+    """A task's trials, handed out one at a time (to the runner, or to one worker per GPU group).
 
-    queue = list(trials)
-    statuses: list[str] = []
-    lock = threading.Lock()
+    Near the end of the allocation it hands out no trial that could still be running when the
+    time-limit warning may come: grace_s before the end, or up to EARLY_WARNING_SLACK_S earlier
+    (Slurm checks about every 30 s). Those go back to the sweep's waiting list instead. A requeue
+    or a cancel stops the handing out."""
 
-    def worker(device: str) -> None:
-        while True:
-            with lock:
-                if not queue or REQUEUE in statuses or TrialState.CANCELLED in statuses:
-                    return
-                trial = queue.pop(0)
-            status = run_trial(sweep_dir, settings, trial, forwarder, env_extra={"CUDA_VISIBLE_DEVICES": device},
-                               retry_here=True)
-            with lock:
-                statuses.append(status)
+    def __init__(self, trials: list[Trial], end: float | None, margin: float) -> None:
+        self.left, self.end, self.margin = list(trials), end, margin
+        self.statuses: list[str] = []
+        self.handed_back: list[Trial] = []
+        self.longest, self.taken = 0.0, 0
 
-    threads = [threading.Thread(target=worker, args=(d,), name=f"gpu-{d}") for d in devices]
-    for t in threads:
-        t.start()
-    for t in threads:
-        while t.is_alive():
-            t.join(0.5)   # short joins: the main thread keeps handling (and forwarding) signals
-    return statuses
+    def take(self) -> Trial | None:
+        if not self.left or REQUEUE in self.statuses or TrialState.CANCELLED in self.statuses:
+            return None
+        if self.end is not None and self.taken and time.time() + self.longest * 1.2 + self.margin > self.end:
+            self.handed_back, self.left = self.handed_back + self.left, []
+            return None
+        self.taken += 1
+        return self.left.pop(0)
+
+    def record(self, status: str, seconds: float) -> None:
+        self.statuses.append(status)
+        self.longest = max(self.longest, seconds)
 
 
 def _hand_back(sweep_dir: Path, trials: list[Trial], why: str) -> None:

@@ -277,6 +277,61 @@ def test_a_packed_task_runs_its_trials_in_turn_and_skips_finished_ones(tmp_path)
     assert (tmp_path / "starts").read_text().split() == starts
 
 
+
+def trials_of(n: int) -> list[Trial]:
+    return [Trial(id=f"t{i}", index=i, params={"x": i}, overrides={"x": i}) for i in range(n)]
+
+
+def test_a_pack_hands_out_every_trial_when_the_task_has_no_known_end():
+    pack = run._Pack(trials_of(3), None, 85)
+    taken = [pack.take() for _ in range(3)]
+    assert [t.id for t in taken] == ["t0", "t1", "t2"] and pack.take() is None and pack.handed_back == []
+
+
+def test_a_pack_near_its_end_starts_its_first_trial_then_hands_the_rest_back():
+    # 95 s left, a margin of 85 s: the first trial always starts; after it took 10 s, a second
+    # (10 s x 1.2 + 85 > 95) could still run when the warning comes, so it and the rest go back.
+    pack = run._Pack(trials_of(4), time.time() + 95, 85)
+    assert pack.take().id == "t0"
+    assert pack.take().id == "t1"          # nothing measured yet: a second worker may start one
+    pack.record("completed", 10.0)
+    assert pack.take() is None and [t.id for t in pack.handed_back] == ["t2", "t3"]
+    assert pack.take() is None and len(pack.handed_back) == 2
+
+
+@pytest.mark.parametrize("status", [run.REQUEUE, "cancelled"])
+def test_a_requeue_or_a_cancel_stops_the_handing_out_without_handing_back(status):
+    pack = run._Pack(trials_of(3), None, 85)
+    pack.take()
+    pack.record(status, 1.0)
+    assert pack.take() is None and pack.handed_back == []
+
+
+SLEEPS = """
+import os, time
+from jobs import runtime
+start = time.time()
+time.sleep(2)
+runtime.write_metrics({"gpus": os.environ["CUDA_VISIBLE_DEVICES"], "start": start, "end": time.time()})
+"""
+
+
+def test_side_by_side_trials_near_the_end_hand_the_rest_back_too(tmp_path, monkeypatch):
+    # Two GPUs, six 2-s trials, the warning due 3 s from now: the two first trials start side by side,
+    # one on each GPU; no third (2 s x 1.2 > what is left), and the other four wait for the top-up.
+    trials = trials_of(6)
+    sweep = make_sweep(tmp_path, SLEEPS, trials)
+    settings = mf.read_manifest(sweep).settings
+    margin = settings.cluster.grace_s + run.stop.EARLY_WARNING_SLACK_S
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setattr(run, "_task_end", lambda: time.time() + margin + 3)
+    assert run.run_task(sweep, settings, trials) == 0
+    done = {t.id: result(sweep, t.id) for t in trials if mf.result_path(sweep, t.id).exists()}
+    assert sorted(done) == ["t0", "t1"] and {r["status"] for r in done.values()} == {"completed"}
+    gpus = [r["results"] for r in done.values()]
+    assert sorted(g["gpus"] for g in gpus) == ["0", "1"] and max(g["start"] for g in gpus) < min(g["end"] for g in gpus)
+    assert mf.read_manifest(sweep).unsubmitted_indices() == [2, 3, 4, 5]
+
 # --- a trial of several processes: torchrun (jobs.torchrun) -----------------------------------------
 
 def settings_for(command: tuple[str, ...], gpus_per_trial: int | None) -> mf.Settings:

@@ -158,12 +158,13 @@ def test_a_packed_task_on_four_gpus_runs_four_trials_side_by_side_one_gpu_each(t
     assert max(r["start"] for r in res) < min(r["end"] for r in res)       # all four ran at once
 
 
-def test_a_packed_task_near_its_time_limit_hands_the_rest_back_to_the_top_up(tmp_path, slurm_cleanup):
+@pytest.mark.parametrize("gpus", [{}, {"gres": "gpu:2"}], ids=["in-turn", "side-by-side"])
+def test_a_packed_task_near_its_time_limit_hands_the_rest_back_to_the_top_up(tmp_path, slurm_cleanup, gpus):
     # 6 trials of ~12 s packed in one task of a 2-minute limit (warning 10 s before, or up to 75 s
-    # earlier): a task starts no trial that could still run when the warning may come (two fit), and
-    # hands the rest back to the top-up; no trial is warned, each starts once.
+    # earlier): a task starts no trial that could still run when the warning may come (two fit, or
+    # two pairs on two GPUs), and hands the rest back to the top-up; no trial is warned, each starts once.
     sweep, argv = prepare(tmp_path, "name: near-limit\ngrid: {x: [0, 1, 2, 3, 4, 5]}\nfixed: {steps: 120}\n",
-                          profile(100).replace("time: '00:10:00'\ngrace_s: 30", "time: '00:02:00'\ngrace_s: 10"),
+                          profile(100, **gpus).replace("time: '00:10:00'\ngrace_s: 30", "time: '00:02:00'\ngrace_s: 10"),
                           "--pack", "6")
     watch = QueueWatch(sweep, slurm_cleanup)
     watch.start()
