@@ -51,11 +51,17 @@ def wait_for_results(sweep_dir: str | os.PathLike, *, poll_s: float = POLL_S, de
             tops_up = manifest.settings.cluster.submit_from_tasks and tops_up_now(sweep_dir)
             moving = {t.trial.id for t in status.active()} | {
                 t.trial.id for t in status.trials if t.state is TrialState.UNSUBMITTED and tops_up}
-            if not blind and not (moving & set(missing)):
+            if not blind and not (moving & set(missing)) and not _still_held(status):
                 break
             next_refresh = clock() + next(delays)
         sleep(poll_s)
     return state.collect(sweep_dir, live=live)
+
+
+def _still_held(status: state.SweepStatus) -> bool:
+    """A task the backend still holds, though its trial has a result: it may yet submit trials
+    (successive halving's promotions, the queue's top-up) before it exits."""
+    return any(t.slurm_state and state.from_slurm(t.slurm_state).is_active() for t in status.trials)
 
 
 def tops_up_now(sweep_dir: Path) -> bool:

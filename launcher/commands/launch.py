@@ -72,8 +72,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--detach", action="store_true", help="local executor: return at once, trials keep running (slurm/submitit never wait)")
     p.add_argument("--wait", action="store_true",
-                   help="slurm/submitit: stay in the foreground until every trial has a result "
-                        "(exit 0 when all completed); watches the result files, asks Slurm once per refresh")
+                   help="slurm/submitit: stay in the foreground until every trial has ended (exit 0 when each "
+                        "completed or the search stopped it: pruned, not promoted); watches the result "
+                        "files, asks Slurm once per refresh")
     p.add_argument("--dialect", help="force the sweep-file dialect (default: detected)")
     p.add_argument("--method", help="override the file's method (grid, random, bayes, baseline)")
     p.add_argument("--trials", type=int, metavar="N", help="override the number of trials (random/bayes)")
@@ -186,7 +187,12 @@ def _wait(args: argparse.Namespace, prep: launching.Prepared, done: launching.La
         for value in states.values():
             counts[value] = counts.get(value, 0) + 1
         print(f"sweep {prep.manifest.name}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())), flush=True)
-    return 0 if all(v == "completed" for v in states.values()) else 1
+    return 0 if set(states.values()) <= _SUCCEEDED else 1
+
+
+# What a search ends in when nothing went wrong: trials it ran to the end, and trials it chose to
+# stop (an early-stopping pruner; successive halving's trials that were not promoted).
+_SUCCEEDED = {"completed", "pruned", "stopped"}
 
 
 class _Progress:

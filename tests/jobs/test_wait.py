@@ -121,3 +121,23 @@ def test_trials_waiting_for_room_keep_the_wait_going_while_tasks_top_up(tmp_path
     (sweep2 / mf.CANCEL_MARKER).touch()
     final = wait_for_results(sweep2, live=lambda: Live(), clock=clock, sleep=clock.sleep, delays=iter([1.0] * 100))
     assert [t.state.value for t in final.trials] == ["completed", "unsubmitted"]
+
+
+def test_a_task_that_wrote_its_result_but_is_still_held_keeps_the_wait_going(tmp_path):
+    # Successive halving: trial t1 is held for a promotion that t0's task decides after writing its
+    # result, before it exits. While Slurm still holds that task, the wait must not end.
+    sweep = wait_sweep(tmp_path, 2, submitted=1)
+    write_result(sweep, "t0")
+    clock, calls = Clock(), []
+
+    def live() -> Live:
+        calls.append(1)
+        if len(calls) < 3:
+            return Live(tasks={0: LiveTask("RUNNING", "99_0")})
+        if len(calls) == 3:     # the task promoted t1 and exited; t1 is queued
+            return Live(tasks={1: LiveTask("PENDING", "100_0")})
+        write_result(sweep, "t1")
+        return Live()
+
+    final = wait_for_results(sweep, live=live, clock=clock, sleep=clock.sleep, delays=iter([1.0] * 100))
+    assert [t.state.value for t in final.trials] == ["completed", "completed"] and len(calls) >= 4

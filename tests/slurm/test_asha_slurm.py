@@ -132,3 +132,21 @@ def test_promotions_climb_from_their_own_checkpoints_in_asha_order_and_a_requeue
     assert res[victim.id][0]["job"]["attempt"] >= 1 and res[victim.id][0]["results"]["steps"] == BUDGETS[2]
     assert not (sweep / promote.MARKER).exists()
     print(f"promotions: {[(e['parent'], e['child']) for e in log]}; requeued {task} at step {after['from_step']}")
+
+
+@pytest.mark.timeout(240)
+def test_launch_wait_returns_only_once_every_rung_is_decided(tmp_path, slurm_cleanup, capsys):
+    # A rung-0 task writes its result, then promotes before it exits: --wait must not return in between.
+    spec = SPEC.replace(f"trials: {N}", "trials: 4").replace(f"values: {list(BUDGETS)}", "values: [2, 4]")
+    (tmp_path / "spec.yaml").write_text(spec)
+    (tmp_path / "profile.yaml").write_text(PROFILE)
+    sweep = tmp_path / "sweep"
+    rc = main(["launch", str(tmp_path / "spec.yaml"), "--executor", "slurm", "--cluster", str(tmp_path / "profile.yaml"),
+               "--dir", str(sweep), "--command", f"{PY} {PROGRAM}", "--wait", "--json"])
+    slurm_cleanup.extend(mf.read_manifest(sweep).job_ids())
+    assert rc == 0, capsys.readouterr()
+    status = collect(sweep).trials
+    assert all(t.state.is_ended() for t in status), [(t.trial.index, t.state) for t in status]
+    assert sorted(t.state.value for t in status) == ["completed"] * 6 + ["stopped"] * 2
+    assert not slurm.queued_tasks(slurm.current_user()) or not set(mf.read_manifest(sweep).job_ids()) & {
+        j.job for j in slurm.queued_tasks(slurm.current_user())}
