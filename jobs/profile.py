@@ -30,6 +30,9 @@ _FIELDS = (
     # Processes per trial, one GPU each. Above 1 the task asks for that many GPUs (the gpu count of
     # `gres`) and the runner starts the trial with torchrun (jobs.torchrun). None or 1: one process.
     ("gpus_per_trial", None),
+    # CPUs one trial of a packed task uses: a task of cpus_per_task CPUs (and no GPUs to share out)
+    # runs cpus_per_task // cpus_per_trial of its trials side by side. None: one after another.
+    ("cpus_per_trial", None),
     ("mem", None),                  # memory of the whole task, whatever the number of processes
     ("time", None),                 # time limit per task (Slurm syntax, e.g. "12:00:00")
     ("account", None),
@@ -53,7 +56,7 @@ _FIELDS = (
     ("source", None),
 )
 # Fields that hold whole numbers: "4" from the command line (or a quoted YAML value) is 4.
-INT_FIELDS = frozenset({"cpus_per_task", "gpus_per_trial", "grace_s", "timeout_requeues", "max_array_size",
+INT_FIELDS = frozenset({"cpus_per_task", "gpus_per_trial", "cpus_per_trial", "grace_s", "timeout_requeues", "max_array_size",
                         "max_queued_jobs", "max_parallel"})
 
 

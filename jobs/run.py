@@ -9,8 +9,9 @@ final result are skipped, so a requeued packed task carries on where it stopped.
 A Python program run by this interpreter (`python prog.py`, `python -m mod`) starts in a fork of
 the runner instead of a second interpreter (jobs.inproc; SLURMSWEEP_NO_INPROC=1 turns that off);
 any other command is exec'd in its own session. A packed task whose allocation holds several GPUs
-runs that many trials side by side, each with its own CUDA_VISIBLE_DEVICES (exec'd: no fork from
-a threaded runner).
+runs that many trials side by side, each with its own CUDA_VISIBLE_DEVICES; without GPUs, one with
+cpus_per_trial set runs cpus_per_task // cpus_per_trial at once, each pinned to its own CPUs with its
+OMP_NUM_THREADS (exec'd: no fork from a threaded runner).
 
 When a stop signal comes, jobs.stop says why: a cancel is recorded and never requeued; a time
 limit requeues while the trial's budget lasts, then records a timeout; Slurm's own requeue needs
@@ -422,6 +423,39 @@ def side_by_side(per_trial: int = 1) -> list[str]:
     return groups if len(groups) > 1 else []
 
 
+# Thread-count variables of the usual numeric libraries (torch's OpenMP, MKL, OpenBLAS, numexpr).
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def cpu_groups(per_trial: int | None) -> list[tuple[dict[str, str], frozenset[int] | None]]:
+    """Without GPUs to share out: the task's CPUs, `per_trial` to a trial, when that makes several
+    trials at once: each one's thread-count variables and the CPUs it is pinned to (None where the
+    task's affinity holds fewer CPUs than Slurm allotted it, as under TaskPlugin=task/none)."""
+    if not per_trial:
+        return []
+    mine = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    try:
+        allotted = int(os.environ.get("SLURM_CPUS_PER_TASK") or 0) or len(mine)
+    except ValueError:
+        allotted = len(mine)
+    n = allotted // per_trial
+    if n < 2:
+        return []
+    env = dict.fromkeys(_THREAD_VARS, str(per_trial))
+    pin = len(mine) >= n * per_trial
+    return [(env, frozenset(mine[i * per_trial:(i + 1) * per_trial]) if pin else None) for i in range(n)]
+
+
+def slots(settings: Settings) -> list[tuple[dict[str, str], frozenset[int] | None]]:
+    """How a packed task runs trials side by side: one (environment, CPUs to pin to) per trial at
+    once; [] runs them one after another. GPUs first (each its own CUDA_VISIBLE_DEVICES), else
+    the profile's cpus_per_trial."""
+    gpus = side_by_side(torchrun.processes(settings.command, settings.cluster.gpus_per_trial))
+    if gpus:
+        return [({"CUDA_VISIBLE_DEVICES": g}, None) for g in gpus]
+    return cpu_groups(settings.cluster.cpus_per_trial)
+
+
 def _task_end() -> float | None:
     """When this task's allocation ends (epoch seconds), asked once; None outside Slurm or unknown."""
     job = os.environ.get("SLURM_JOB_ID")
@@ -439,27 +473,30 @@ def run_task(sweep_dir: Path, settings: Settings, trials: list[Trial], *, fork_p
     """Run a task's trials; its exit code (module docstring)."""
     forwarder = stop.Forwarder()
     packed = len(trials) > 1
-    devices = side_by_side(torchrun.processes(settings.command, settings.cluster.gpus_per_trial)) if packed else []
+    at_once = slots(settings) if packed else []
     pack = _Pack(trials, _task_end() if packed else None, settings.cluster.grace_s + stop.EARLY_WARNING_SLACK_S)
 
-    def worker(device: str | None = None, lock: Any = contextlib.nullcontext()) -> None:
+    def worker(env: dict[str, str] | None = None, cpus: frozenset[int] | None = None,
+               lock: Any = contextlib.nullcontext()) -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)   # this thread only (Linux): the trials it starts inherit it
         while True:
             with lock:
                 trial = pack.take()
             if trial is None:
                 return
             started = time.monotonic()
-            status = run_trial(sweep_dir, settings, trial, forwarder, retry_here=packed,
-                               fork_python=fork_python and device is None,   # no fork from a threaded runner
-                               env_extra={"CUDA_VISIBLE_DEVICES": device} if device else None)
+            status = run_trial(sweep_dir, settings, trial, forwarder, retry_here=packed, env_extra=env,
+                               fork_python=fork_python and env is None)   # no fork from a threaded runner
             with lock:
                 pack.record(status, time.monotonic() - started)
 
-    if devices:   # one worker thread per GPU group, each taking the next trial
+    if at_once:   # one worker thread per slot (a GPU group, or a group of CPUs), each taking the next trial
         import threading
 
         lock = threading.Lock()
-        threads = [threading.Thread(target=worker, args=(d, lock), name=f"gpu-{d}") for d in devices]
+        threads = [threading.Thread(target=worker, args=(env, cpus, lock), name=f"slot-{i}")
+                   for i, (env, cpus) in enumerate(at_once)]
         for t in threads:
             t.start()
         for t in threads:

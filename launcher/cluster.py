@@ -21,7 +21,8 @@ RESOURCE_KEYS = {"partition": "partition", "gres": "gres", "time": "time", "mem"
                  "cpus_per_task": "cpus_per_task", "cpus": "cpus_per_task", "account": "account",
                  "qos": "qos", "constraint": "constraint", "max_parallel": "max_parallel",
                  "signal": "signal", "grace_s": "grace_s", "trial_time": "trial_time",
-                 "timeout_requeues": "timeout_requeues", "gpus_per_trial": "gpus_per_trial"}
+                 "timeout_requeues": "timeout_requeues", "gpus_per_trial": "gpus_per_trial",
+                 "cpus_per_trial": "cpus_per_trial"}
 # sbatch long options a profile's `sbatch:` escape hatch may use (letters, digits, dashes).
 _OPTION_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
@@ -81,7 +82,7 @@ def _build(data: dict[str, Any], where: str) -> ClusterProfile:
 
 
 # Whole-number fields that may be left unset (None: no throttle, the profile's default, one process).
-_MAY_BE_UNSET = frozenset({"max_parallel", "cpus_per_task", "gpus_per_trial"})
+_MAY_BE_UNSET = frozenset({"max_parallel", "cpus_per_task", "gpus_per_trial", "cpus_per_trial"})
 
 
 def validate(profile: ClusterProfile, where: str) -> None:

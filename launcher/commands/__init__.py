@@ -12,6 +12,8 @@ RESOURCE_FLAGS = (("mem", "memory per task, e.g. 8G"), ("time", "time limit per 
                   ("partition", "partition to submit to"), ("gres", "generic resources per task, e.g. gpu:1"),
                   ("cpus-per-task", "CPUs per task (per process with --gpus-per-trial)"),
                   ("gpus-per-trial", "processes per trial, one GPU each: above 1 the trial runs under torchrun"),
+                  ("cpus-per-trial", "CPUs per trial of a packed task: --cpus-per-task 8 --cpus-per-trial 2 "
+                                     "runs four side by side"),
                   ("account", "account to charge"), ("qos", "quality of service"))
 
 

@@ -332,6 +332,54 @@ def test_side_by_side_trials_near_the_end_hand_the_rest_back_too(tmp_path, monke
     assert sorted(g["gpus"] for g in gpus) == ["0", "1"] and max(g["start"] for g in gpus) < min(g["end"] for g in gpus)
     assert mf.read_manifest(sweep).unsubmitted_indices() == [2, 3, 4, 5]
 
+
+MINE = sorted(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("allotted, per_trial, expected", [
+    ("", None, []),                                   # not asked for: one after another
+    ("2", 1, [{MINE[0]}, {MINE[1]}] if len(MINE) >= 2 else None),   # pinned, one CPU each
+    ("8", 2, [None] * 4),                             # Slurm allotted more than the affinity shows: not pinned
+    ("3", 2, []),                                     # one trial's worth: nothing to share out
+])
+def test_a_packed_task_without_gpus_shares_its_cpus_out_by_cpus_per_trial(monkeypatch, allotted, per_trial, expected):
+    if expected is None:
+        pytest.skip("needs two CPUs")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", allotted)
+    groups = run.cpu_groups(per_trial)
+    assert [set(cpus) if cpus is not None else None for _, cpus in groups] == expected
+    assert all(env["OMP_NUM_THREADS"] == str(per_trial) for env, _ in groups)
+
+
+PINNED = """
+import os, time
+from jobs import runtime
+start = time.time()
+time.sleep(1.5)
+runtime.write_metrics({"cpus": sorted(os.sched_getaffinity(0)), "threads": os.environ.get("OMP_NUM_THREADS"),
+                       "start": start, "end": time.time()})
+"""
+
+
+@pytest.mark.skipif(len(MINE) < 2, reason="needs two CPUs")
+def test_packed_cpu_trials_run_side_by_side_each_pinned_to_its_own_cpu(tmp_path, monkeypatch):
+    from jobs.profile import ClusterProfile
+
+    trials = trials_of(4)
+    sweep = make_sweep(tmp_path, PINNED, trials)
+    settings = mf.read_manifest(sweep).settings
+    settings = settings._replace(cluster=ClusterProfile(cpus_per_trial=1))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "2")
+    assert run.run_task(sweep, settings, trials) == 0
+    res = [result(sweep, t.id)["results"] for t in trials]
+    assert all(len(r["cpus"]) == 1 and r["threads"] == "1" for r in res)
+    first, second = sorted(res, key=lambda r: r["start"])[:2]
+    assert first["cpus"] != second["cpus"] and second["start"] < first["end"]      # two at once, apart
+    assert sorted(r["cpus"][0] for r in res) == sorted([MINE[0], MINE[1]] * 2)
+    assert os.sched_getaffinity(0) == set(MINE)                                  # the runner itself unpinned
+
 # --- a trial of several processes: torchrun (jobs.torchrun) -----------------------------------------
 
 def settings_for(command: tuple[str, ...], gpus_per_trial: int | None) -> mf.Settings:

@@ -158,6 +158,22 @@ def test_a_packed_task_on_four_gpus_runs_four_trials_side_by_side_one_gpu_each(t
     assert max(r["start"] for r in res) < min(r["end"] for r in res)       # all four ran at once
 
 
+
+def test_a_packed_task_of_two_cpus_runs_two_one_cpu_trials_side_by_side(tmp_path, slurm_cleanup):
+    (tmp_path / "side.py").write_text(SIDE_BY_SIDE.replace('"gpus": os.environ.get("CUDA_VISIBLE_DEVICES", "")',
+                                                           '"threads": os.environ.get("OMP_NUM_THREADS")'))
+    sweep, argv = prepare(tmp_path, "name: side-cpus\ngrid: {x: [0, 1, 2, 3]}\n", profile(100), "--pack", "4",
+                          "--cpus-per-task", "2", "--cpus-per-trial", "1")
+    argv[argv.index("--command") + 1] = f"{PY} {tmp_path / 'side.py'}"
+    assert main(argv) == 0
+    [sub] = mf.read_manifest(sweep).submissions
+    slurm_cleanup.append(sub.job_id)
+    wait_for(lambda: len(results(sweep)) == 4, 120, "4 results")
+    res = sorted((r["results"] for r in results(sweep).values()), key=lambda r: r["start"])
+    assert {r["threads"] for r in res} == {"1"}
+    assert res[1]["start"] < res[0]["end"] and res[3]["start"] < res[2]["end"]     # two at a time
+    assert res[2]["start"] >= min(res[0]["end"], res[1]["end"]) - 0.5               # never three
+
 @pytest.mark.parametrize("gpus", [{}, {"gres": "gpu:2"}], ids=["in-turn", "side-by-side"])
 def test_a_packed_task_near_its_time_limit_hands_the_rest_back_to_the_top_up(tmp_path, slurm_cleanup, gpus):
     # 6 trials of ~12 s packed in one task of a 2-minute limit (warning 10 s before, or up to 75 s
