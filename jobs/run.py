@@ -595,7 +595,14 @@ def main(argv: list[str] | None = None) -> int:
     sweep_dir = sweep_dir.absolute()
     settings, trials = load_task(sweep_dir, task_id, offset, token)
     code = run_task(sweep_dir, settings, trials, fork_python=True)  # this process is the runner
-    if settings.method == "asha":   # successive halving: submit the promotions this task's results earned
+    after_task(sweep_dir, settings, trials)
+    return code
+
+
+def after_task(sweep_dir: Path, settings: Settings, trials: list[Trial]) -> None:
+    """What every array task does once its trials ended (the Slurm and submitit backends alike):
+    submit the promotions its results earned (successive halving), then top the queue up."""
+    if settings.method == "asha":
         from jobs import promote
 
         promote.after_task(sweep_dir, settings, trials)
@@ -603,7 +610,6 @@ def main(argv: list[str] | None = None) -> int:
         from jobs import topup
 
         topup.top_up(sweep_dir)
-    return code
 
 
 # Exit the ordinary way when one of these is loaded: a study's journal and log handlers need

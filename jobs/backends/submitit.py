@@ -2,7 +2,8 @@
 
 Each array task calls `run_index(sweep_dir, index)`, which runs jobs.run in-process: the runner
 installs its own handlers for USR1/USR2/TERM (submitit warns with USR2), so a warned trial
-checkpoints and requeues itself exactly as under the slurm backend. Arrays follow the same plan
+checkpoints and requeues itself exactly as under the slurm backend; and, as there, a task that
+ends submits its promotions and tops the queue up (jobs.run.after_task). Arrays follow the same plan
 as the slurm backend (chunks, aftercorr between stages) and carry the same token in their job
 name; what Slurm says about them is read the same way. submitit is imported only here, and only
 when this backend submits.
@@ -31,7 +32,9 @@ def run_index(sweep_dir: str, index: int | None) -> int:
     from jobs import run
 
     settings, trials = run.load_task(Path(sweep_dir), index, 0, None)
-    return run.run_task(Path(sweep_dir), settings, trials)
+    code = run.run_task(Path(sweep_dir), settings, trials)
+    run.after_task(Path(sweep_dir), settings, trials)
+    return code
 
 
 def time_minutes(text: str | int | None) -> int | None:
@@ -75,7 +78,7 @@ class SubmititBackend(SlurmBackend):
         plan = plan_arrays(trials, max_array_size=sweep.manifest.settings.cluster.max_array_size, budget=budget)
         for array in plan.arrays:
             array.token = new_token()
-            array.array = f"0-{max(array.task_ids)}"
+            array.array = f"0-{max(*array.task_ids, 1)}"    # at least two tasks: see start()
             array.script = f"submitit map_array of jobs.run over trial indices {mf.compact_ranges(array.indices)}"
         return plan
 
@@ -96,7 +99,10 @@ class SubmititBackend(SlurmBackend):
             executor.update_parameters(**params)
             # Position t of the list is task id t: keep gaps (None) so aftercorr pairs tasks.
             by_task = {i - array.offset: i for i in array.indices}
-            positions = [by_task.get(t) for t in range(max(by_task) + 1)]
+            # submitit submits a list of one as a plain job, not an array: Slurm then names it '123'
+            # rather than '123_0', and it inherits the submitting task's SLURM_ARRAY_* variables
+            # (a promotion submitted from a task then re-ran that task's own trial). A gap makes it two.
+            positions = [by_task.get(t) for t in range(max(max(by_task) + 1, 2))]
             jobs = executor.map_array(run_index, [str(sweep.sweep_dir)] * len(positions), positions)
             job_id = jobs[0].job_id.split("_")[0]
             job_ids.append(job_id)

@@ -150,3 +150,22 @@ def test_launch_wait_returns_only_once_every_rung_is_decided(tmp_path, slurm_cle
     assert sorted(t.state.value for t in status) == ["completed"] * 6 + ["stopped"] * 2
     assert not slurm.queued_tasks(slurm.current_user()) or not set(mf.read_manifest(sweep).job_ids()) & {
         j.job for j in slurm.queued_tasks(slurm.current_user())}
+
+
+@pytest.mark.timeout(240)
+def test_submitit_tasks_promote_too(tmp_path, slurm_cleanup):
+    spec = SPEC.replace(f"trials: {N}", "trials: 4").replace(f"values: {list(BUDGETS)}", "values: [2, 4]")
+    (tmp_path / "spec.yaml").write_text(spec)
+    (tmp_path / "profile.yaml").write_text(PROFILE)
+    sweep = tmp_path / "sweep"
+    assert main(["launch", str(tmp_path / "spec.yaml"), "--executor", "submitit", "--cluster",
+                 str(tmp_path / "profile.yaml"), "--dir", str(sweep), "--command", f"{PY} {PROGRAM}"]) == 0
+
+    def settled() -> bool:
+        slurm_cleanup.extend(i for i in mf.read_manifest(sweep).job_ids() if i not in slurm_cleanup)
+        return all(t.state.is_ended() for t in collect(sweep).trials)
+
+    wait_for(settled, 180, "every trial completed or stopped, with nobody resuming", poll=0.5)
+    m = mf.read_manifest(sweep)
+    assert sorted(t.state.value for t in collect(sweep).trials) == ["completed"] * 6 + ["stopped"] * 2
+    assert {s.executor for s in m.submissions} == {"submitit"} and len(m.submissions) >= 2
