@@ -249,7 +249,7 @@ def gpu_hours_saved(settings: Settings, results: Iterable[dict[str, Any]]) -> fl
     for r in rows:
         reached = (r.get("results") or {}).get("pruned_at_step")
         runtime = r.get("runtime_s")
-        if r.get("status") != "pruned" or not isinstance(reached, (int, float)) or reached <= 0 \
+        if r.get("status") != TrialState.PRUNED or not isinstance(reached, (int, float)) or reached <= 0 \
                 or not isinstance(runtime, (int, float)):
             continue
         seconds += max(0.0, (full - reached) / reached) * runtime

@@ -11,8 +11,8 @@ queue up never switch on an executor's name:
     plan(trials, sweep, budget=..., pack=..., attach=...)  -> ArrayPlan (scripts rendered)
     start(sweep, arrays, confirm, ...)     submit / start them; `confirm(array, job_id, pid, dependency)` after each
     find(sweep, pending)                   {token: [job ids]} for submissions recorded but unconfirmed
-    live(sweep, manifest)                  {trial index: LiveTask}, accounting answered, notes
-    cancel(sweep, manifest)                stop everything the sweep has queued or running
+    live(sweep)                            {trial index: LiveTask}, accounting answered, notes
+    cancel(sweep)                          stop everything the sweep has queued or running
 
 `get(name)` is the one table from executor name to backend. Heavy imports (submitit) stay
 inside the backend modules, and those are imported only when used.
