@@ -60,6 +60,8 @@ def top_up(sweep_dir: str | os.PathLike, *, who: str | None = None) -> int:
             waiting = manifest.unsubmitted_indices()
             if not waiting or not settings.cluster.submit_from_tasks or not session.backend.uses_slurm:
                 return 0
+            if cancel_requested(sweep_dir):   # again, under the lock: a cancel may have ended while we waited
+                return 0
             room, ours = queue_room(settings.cluster.max_queued_jobs, manifest.job_ids())
             waited = 0.0
             while room <= 0:

@@ -26,3 +26,23 @@ def test_a_later_stage_waits_for_a_parent_that_was_submitted_and_has_not_complet
     plan = BACKEND.plan(ready, SweepRef(tmp_path, manifest), budget=100)
     child = next(a for a in plan.arrays if 4 in a.indices)
     assert child.depends_on is not None and 1 in plan.arrays[child.depends_on].indices
+
+
+def test_a_cancel_that_ends_while_a_top_up_waits_for_the_lock_stops_it(tmp_path, monkeypatch):
+    # The top-up looked before `sweep cancel` wrote its marker, and got the lock after cancel let go:
+    # it must look again under the lock, or it submits a piece that nobody cancels.
+    from jobs import topup
+
+    trials = tuple(Trial(id=f"a{i}", index=i) for i in range(2))
+    manifest = Manifest(settings=Settings(name="s", command=("true",), executor="slurm"), trials=trials,
+                        unsubmitted="0-1")
+    mf.write_manifest(tmp_path, manifest)
+    answers = iter([False, True])
+    monkeypatch.setattr(topup, "cancel_requested", lambda _: next(answers))
+
+    def no_squeue(*_a, **_k):
+        raise AssertionError("asked the queue for room after the cancel")
+
+    monkeypatch.setattr(topup, "queue_room", no_squeue)
+    assert topup.top_up(tmp_path) == 0
+    assert mf.read_manifest(tmp_path).unsubmitted == "0-1"
