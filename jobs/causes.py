@@ -243,7 +243,8 @@ def cause_of(status: Any, sweep_dir: str | os.PathLike | None = None) -> Cause |
         return Cause("time_limit", first or f"time limit reached{limit}", TIME_FIX)
     if state is TrialState.CANCELLED:
         who = _user(live.reason) if live is not None and live.reason else None
-        return Cause("cancelled", first or (f"cancelled by {who}" if who else "cancelled"),
+        # sacct's "CANCELLED by <uid>" names who cancelled it; the runner's own line cannot.
+        return Cause("cancelled", f"cancelled by {who}" if who else (first or "cancelled"),
                      "`sweep resume --retry-cancelled` runs it again")
     if slurm_state == "NODE_FAIL":
         return Cause("node_fail", "its node failed", "`sweep resume` runs it again")

@@ -380,8 +380,8 @@ def _run_claimed(sweep_dir: Path, settings: Settings, trial: Trial, tdir: Path, 
             if cause == stop.REQUEUED:
                 return REQUEUE
             if cause == stop.CANCELLED:
-                who = f" by {info['UserId'].split('(')[0]}" if info.get("UserId") else ""
-                status, error = TrialState.CANCELLED.value, f"cancelled{who} ({name})"
+                # (scontrol's UserId is the job's owner, not who cancelled it: sacct says that later.)
+                status, error = TrialState.CANCELLED.value, f"cancelled ({name})"
             elif cause == stop.TIME_LIMIT:
                 limit = info.get("TimeLimit", "?")
                 used = attempts.count(tdir, attempts.TIMEOUTS)

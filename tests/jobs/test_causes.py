@@ -64,6 +64,10 @@ def test_time_limit_cancel_preemption_and_the_program_itself():
     assert cause.kind == "time_limit" and "00:10:00" in cause.summary and "time:" in cause.fix
     cancelled = "7_0|CANCELLED by 0|0:15|2026-12-04T14:00:00|2026-12-04T14:00:10|10|vm||256M|10\n"
     assert cause_of(status(TrialState.CANCELLED, cancelled)).summary == "cancelled by root"
+    # The runner's own record cannot say who (scontrol names the job's owner): sacct's word wins.
+    recorded = {"status": "cancelled", "error": "cancelled (TERM)"}
+    assert cause_of(status(TrialState.CANCELLED, cancelled, result=recorded)).summary == "cancelled by root"
+    assert cause_of(status(TrialState.CANCELLED, result=recorded)).summary == "cancelled (TERM)"
     failed = {"status": "failed", "error": explain_exit(1, TRACEBACK) + "\n" + TRACEBACK}
     assert cause_of(status(TrialState.FAILED, result=failed)).summary == "exit code 1: ValueError: lr must be positive"
     diverged = {"status": "diverged", "error": "non-finite loss at step 3: {'train/lm_loss': nan}"}
