@@ -23,6 +23,9 @@ RESOURCE_KEYS = {"partition": "partition", "gres": "gres", "time": "time", "mem"
                  "signal": "signal", "grace_s": "grace_s", "trial_time": "trial_time",
                  "timeout_requeues": "timeout_requeues", "gpus_per_trial": "gpus_per_trial",
                  "cpus_per_trial": "cpus_per_trial"}
+# Slurm memory sizes (`--mem=8G`, `--mem-per-cpu=500M`; 0 means all of the node's memory).
+_MEMORY = re.compile(r"^\d+(\.\d+)?[KMGTkmgt]?$")
+_PER_UNIT_MEMORY = ("mem-per-cpu", "mem-per-gpu")
 # sbatch long options a profile's `sbatch:` escape hatch may use (letters, digits, dashes).
 _OPTION_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
@@ -97,6 +100,22 @@ def validate(profile: ClusterProfile, where: str) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
             what = "a whole number, 0 or more" if lowest == 0 else "a positive integer"
             raise UserError(f"must be {what}, not {value!r}", file=where, key=key)
+    if profile.time is not None and str(profile.time).strip().upper() not in ("UNLIMITED", "INFINITE"):
+        from jobs.slurm import time_spec_s
+
+        try:
+            time_spec_s(profile.time)
+        except ValueError:
+            raise UserError(f"'{profile.time}' is not a Slurm time limit", file=where, key="time",
+                            fix="write minutes, HH:MM:SS or D-HH:MM:SS, e.g. 02:00:00 or 1-12:00:00") from None
+    memory = [("mem", profile.mem)] + [(k, v) for k, v in profile.sbatch.items() if k in _PER_UNIT_MEMORY]
+    for key, value in memory:
+        if value is not None and not _MEMORY.match(str(value).strip()):
+            raise UserError(f"'{value}' is not a Slurm memory size", file=where, key=key,
+                            fix="write a number with an optional unit K, M, G or T, e.g. 8G or 500M")
+    if len([v for _, v in memory if v is not None]) > 1:
+        raise UserError(f"{' and '.join(k for k, v in memory if v is not None)} both set: sbatch takes only one",
+                        file=where, key=memory[-1][0], fix="keep one way of asking for memory")
     for option in profile.sbatch:
         if not _OPTION_NAME.match(str(option)):
             raise UserError(f"'{option}' is not an sbatch long option name", file=where, key=f"sbatch.{option}",
@@ -141,6 +160,15 @@ def with_resources(profile: ClusterProfile, resources: dict[str, Any], *, source
             extra.pop(option, None)
         else:
             extra[option] = None if value is True else value
+    # sbatch takes one of --mem, --mem-per-cpu and --mem-per-gpu: the one asked for here replaces the
+    # profile's (naming two here is refused by validate).
+    named = {str(k).replace("_", "-") for k in resources}
+    if named & {"mem", *_PER_UNIT_MEMORY}:
+        if "mem" not in named:
+            changes["mem"] = None
+        for other in _PER_UNIT_MEMORY:
+            if other not in named:
+                extra.pop(other, None)
     updated = profile.replace(sbatch=extra, **changes)
     validate(updated, source or "resources")
     return updated

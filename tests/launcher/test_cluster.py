@@ -32,6 +32,10 @@ def test_known_resources_set_profile_fields_and_any_other_sbatch_option_passes_t
     ({"max_parallel": 0}, "positive integer"),
     ({"timeout_requeues": "two"}, "whole number, 0 or more"), ({"timeout_requeues": -3}, "whole number, 0 or more"),
     ({"timeout_requeues": 2.5}, "whole number, 0 or more"), ({"grace_s": "soon"}, "positive integer"),
+    ({"mem": "abc"}, "not a Slurm memory size"), ({"mem_per_cpu": "4 gigs"}, "not a Slurm memory size"),
+    ({"time": "abc"}, "not a Slurm time limit"), ({"time": "2h"}, "not a Slurm time limit"),
+    ({"mem": "8G", "mem-per-cpu": "2G"}, "mem and mem-per-cpu both set"),
+    ({"cpus_per_trial": 0}, "positive integer"),
 ])
 def test_what_sbatch_would_refuse_or_the_runner_owns_is_refused(resources, match):
     with pytest.raises(UserError, match=match):
@@ -73,3 +77,16 @@ def test_gpus_per_trial_on_the_command_line_of_launch_and_resume():
     add_resource_options(parser)
     assert resources_from(parser.parse_args(["--gpus-per-trial", "4", "--mem", "64G"])) == {
         "mem": "64G", "gpus_per_trial": "4"}
+
+
+@pytest.mark.parametrize("time", ["90", "02:00:00", "1-12", "1-12:00:00", "UNLIMITED", 120])
+def test_every_slurm_time_form_is_taken(time):
+    assert with_resources(ClusterProfile(), {"time": time}).time == time
+
+
+def test_memory_asked_one_way_replaces_the_profiles_other_way():
+    # sbatch refuses --mem with --mem-per-cpu: the request made here wins over the profile's.
+    per_cpu = with_resources(ClusterProfile(mem="32G"), {"mem-per-cpu": "4G"})
+    assert per_cpu.mem is None and per_cpu.sbatch == {"mem-per-cpu": "4G"}
+    whole = with_resources(per_cpu, {"mem": "8G"})
+    assert whole.mem == "8G" and whole.sbatch == {}
