@@ -61,7 +61,7 @@ def test_hostile_values_are_quoted_and_arrive_intact(tmp_path):
     fake_python.write_text(f"#!{sys.executable}\nimport sys\nopen({str(record)!r}, 'w').write('\\n'.join(sys.argv[1:]))\n")
     fake_python.chmod(0o755)
     profile = ClusterProfile(name="t", partition="main")
-    profile = with_resources(profile, {"time": "1:00 $(touch " + str(pwned) + ")"})
+    profile = with_resources(profile, {"account": "lab $(touch " + str(pwned) + ")"})
     text = backend.render_script(sweep_name="x`touch pwned`", sweep_dir=sweep_dir, workdir=str(tmp_path),
                                  stage=0, indices=[7], token="abcd1234", profile=profile, python=str(fake_python),
                                  runner="/opt/jobs/start.py")
@@ -69,7 +69,7 @@ def test_hostile_values_are_quoted_and_arrive_intact(tmp_path):
     subprocess.run(["bash", "-c", text], env=env, check=True, cwd=tmp_path)
     assert not pwned.exists()
     assert record.read_text().split("\n") == ["-S", "/opt/jobs/start.py", sweep_dir, "0", "--array", "abcd1234"]
-    assert "--time='1:00 $(touch" in text
+    assert "--account='lab $(touch" in text
 
 
 def resources_of(script: str) -> dict[str, str]:
