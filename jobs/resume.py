@@ -139,3 +139,10 @@ def clear_for_retry(sweep_dir: Path, trials: list[TrialStatus]) -> None:
         except FileNotFoundError:
             pass
         attempts.clear(tdir)
+
+
+def queued_tasks(status: SweepStatus, leaving: set[int] = frozenset()) -> int:
+    """Array tasks of the sweep that Slurm holds (what a queue limit counts), apart from the trials
+    in `leaving` (about to be cancelled): the trials of one packed task count once."""
+    return len({t.slurm_id or f"trial {t.trial.index}" for t in status.trials
+                if t.state.is_active() and t.trial.index not in leaving})

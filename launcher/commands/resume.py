@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                             retry_cancelled=args.retry_cancelled)
         max_parallel = args.max_parallel or settings.max_parallel
         stuck = {t.trial.index for t in sel.stuck}
-        active = sum(1 for t in status.trials if t.state.is_active() and t.trial.index not in stuck)
+        active = resume.queued_tasks(status, stuck)
         rp = resume.plan(status, sel.run, session.backend, SweepRef(sweep_dir, manifest),
                          budget=settings.cluster.max_queued_jobs - active, max_parallel=max_parallel)
         doc = _document(sweep_dir, status, sel, rp, session.reconciled)
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                        max_parallel=max_parallel)
         # Successive halving: what the results rank now climbs a rung (with what is left of the queue).
         doc["promoted"] = promote.promote_in(session, budget=settings.cluster.max_queued_jobs - active
-                                             - len(rp.plan.planned))
+                                             - sum(len(a.task_ids) for a in rp.plan.arrays))
         submitted = list(session.manifest.submissions[before:])
     doc["submissions"] = [s.to_dict() for s in submitted]
     doc["submitted"] = len(rp.plan.planned)

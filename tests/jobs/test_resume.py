@@ -118,3 +118,16 @@ def test_children_of_diverged_or_kept_parents_are_blocked_and_the_budget_keeps_w
     rp = plan(status, sel.run, BACKEND, SweepRef(tmp_path, m), budget=2, max_parallel=None)
     # Whole chains only: t001 + its child fit, t002's chain waits for queue room.
     assert rp.plan.planned == [1, 4] and rp.plan.unsubmitted == [2, 5]
+
+
+def test_the_queue_limit_counts_a_packed_task_once():
+    # Six trials packed three to a task (tasks 0 and 1 of job 50), both running: two tasks queued, not six,
+    # so a resume under a limit of 10 may still submit 8 tasks.
+    from jobs.resume import queued_tasks
+
+    m = manifest([trial(i) for i in range(8)], [Submission(stage=0, indices="0-5", executor="slurm", job_id="50",
+                                                           pack=3)])
+    tasks = {i: LiveTask("RUNNING", f"50_{i // 3}") for i in range(6)}
+    status = combine(m, {}, Live(tasks=tasks))
+    assert queued_tasks(status) == 2
+    assert queued_tasks(status, leaving={0, 1, 2}) == 1
