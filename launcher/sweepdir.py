@@ -107,9 +107,15 @@ def create(sweep_dir: str | os.PathLike, manifest: Manifest, spec_text: str) -> 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir():
-            # Same sweep, nothing submitted (or an empty folder): write in place, each file atomically.
-            write_text_atomic(path / mf.SPEC_COPY, spec_text)
-            mf.write_manifest(path, manifest)
+            # Same sweep, nothing submitted (or an empty folder): write in place, each file atomically,
+            # under the sweep's lock and after looking again: another launch into this directory may
+            # have recorded submissions since, and this manifest would erase them.
+            from jobs.lock import sweep_lock
+
+            with sweep_lock(path, "sweep launch"):
+                _reusable(path, manifest)
+                write_text_atomic(path / mf.SPEC_COPY, spec_text)
+                mf.write_manifest(path, manifest)
             return path
         staging = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(3).hex()}.tmp")
         staging.mkdir()

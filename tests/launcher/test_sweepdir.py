@@ -69,6 +69,35 @@ def test_existing_directory_rules(tmp_path):
     assert mf.read_manifest(sweepdir.create(tmp_path / "half", m, "x")).name == "s"
 
 
+def test_a_second_launch_that_looked_before_the_first_recorded_its_array_erases_nothing(tmp_path):
+    # Launch B found the directory unlaunched, then waited for the lock while launch A recorded its
+    # array: B must look again under the lock and refuse, not write its empty manifest over A's record.
+    import threading
+    import time
+
+    from jobs.lock import sweep_lock
+
+    trials = [Trial(id="t0", index=0)]
+    m = _manifest(trials)
+    path = sweepdir.create(tmp_path / "s", m, "x")
+    failed: list[BaseException] = []
+
+    def launch_b() -> None:
+        try:
+            sweepdir.create(path, _manifest(trials), "x")
+        except BaseException as exc:  # noqa: BLE001 - what B ran into is the assertion
+            failed.append(exc)
+
+    with sweep_lock(path, "launch A"):
+        b = threading.Thread(target=launch_b)
+        b.start()
+        time.sleep(0.5)                 # B has looked (nothing submitted) and now waits for the lock
+        mf.write_manifest(path, m.replace(submissions=(Submission(stage=0, indices="0", executor="slurm",
+                                                                  token="abcd", state="pending"),)))
+    b.join(30)
+    assert len(failed) == 1 and isinstance(failed[0], UserError) and "sweep resume" in str(failed[0])
+    assert [s.token for s in mf.read_manifest(path).submissions] == ["abcd"]
+
 def test_a_directory_we_may_not_write_is_one_line_and_leaves_nothing(tmp_path):
     """Run as `nobody` (root writes anywhere): a sweep directory under a root-owned 0755 folder."""
     import shutil
