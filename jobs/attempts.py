@@ -1,4 +1,4 @@
-"""A trial's attempt counters, trials/<id>/failures and trials/<id>/timeouts, and the rule they decide:
+"""A trial's attempt counters, trials/<id>/failures, timeouts and starts, and the rule they decide:
 whether a failed or timed-out result is left as it is. The task runner (before it runs a trial again)
 and `sweep resume` (before it submits one) ask the same rule. Stdlib only: every array task reads it.
 """
@@ -11,6 +11,7 @@ from jobs.trial_state import TrialState
 
 FAILURES = "failures"    # failed attempts so far (preemptions not counted)
 TIMEOUTS = "timeouts"    # time-limit requeues so far
+STARTS = "starts"        # runs started so far, of a trial in a packed task (its task's restarts are not its own)
 
 
 def count(tdir: Path, name: str) -> int:

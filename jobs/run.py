@@ -369,8 +369,12 @@ def _run_claimed(sweep_dir: Path, settings: Settings, trial: Trial, tdir: Path, 
     # Under Slurm every attempt is a new start of this task (SLURM_RESTART_COUNT counts them,
     # preemptions and node failures included); locally, and in packed tasks, this loop is the
     # retry. The failure budget counts failed attempts only: a preemption costs none.
+    # A trial of a packed task counts its own starts instead: its task's restarts may predate it.
+    own_count = slurm and retry_here
     attempt = int(os.environ.get("SLURM_RESTART_COUNT") or 0) if slurm else 0
     while True:
+        if own_count:
+            attempt = attempts.bump(tdir, attempts.STARTS) - 1
         outcome = run_attempt(sweep_dir, settings, trial, attempt, forwarder, fork_python, env_extra)
         status, error, results = classify(outcome, settings.metric)
         if forwarder.signum is not None and not TrialState(status).is_final():

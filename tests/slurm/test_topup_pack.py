@@ -99,6 +99,8 @@ def test_a_packed_task_requeued_mid_pack_loses_and_repeats_nothing(tmp_path, slu
     # checkpoint; 3 started once, after the requeue. Task 1's trials never noticed.
     assert [runs[by_index[i]] for i in range(8)] == [1, 1, 2, 1, 1, 1, 1, 1]
     assert res[by_index[2]]["results"]["resumed_from"] > 0 and res[by_index[2]]["job"]["attempt"] == 1
+    # Trial 3 first started after the requeue: its first attempt, whatever its task's restarts.
+    assert [res[by_index[i]]["job"]["attempt"] for i in (0, 1, 3, 4)] == [0, 0, 0, 0]
     assert all(res[by_index[i]]["job"]["id"] == f"{sub.job_id}_{i // 4}" for i in range(8))
 
 
