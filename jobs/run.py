@@ -460,6 +460,18 @@ def slots(settings: Settings) -> list[tuple[dict[str, str], frozenset[int] | Non
     return cpu_groups(settings.cluster.cpus_per_trial)
 
 
+def _seconds(slurm_time: str | None) -> float:
+    """A profile's trial_time in seconds; 0 when unset or unreadable (launch checked it)."""
+    if not slurm_time:
+        return 0.0
+    from jobs import slurm
+
+    try:
+        return float(slurm.time_spec_s(slurm_time))
+    except ValueError:
+        return 0.0
+
+
 def _task_end() -> float | None:
     """When this task's allocation ends (epoch seconds), asked once; None outside Slurm or unknown."""
     job = os.environ.get("SLURM_JOB_ID")
@@ -478,7 +490,9 @@ def run_task(sweep_dir: Path, settings: Settings, trials: list[Trial], *, fork_p
     forwarder = stop.Forwarder()
     packed = len(trials) > 1
     at_once = slots(settings) if packed else []
-    pack = _Pack(trials, _task_end() if packed else None, settings.cluster.grace_s + stop.EARLY_WARNING_SLACK_S)
+    end = _task_end() if packed else None
+    pack = _Pack(trials, end, settings.cluster.grace_s + stop.EARLY_WARNING_SLACK_S,
+                 expected=_seconds(settings.cluster.trial_time) if end is not None else 0.0)
 
     def worker(env: dict[str, str] | None = None, cpus: frozenset[int] | None = None,
                lock: Any = contextlib.nullcontext()) -> None:
@@ -524,14 +538,17 @@ class _Pack:
 
     Near the end of the allocation it hands out no trial that could still be running when the
     time-limit warning may come: grace_s before the end, or up to EARLY_WARNING_SLACK_S earlier
-    (Slurm checks about every 30 s). Those go back to the sweep's waiting list instead. A requeue
-    or a cancel stops the handing out."""
+    (Slurm checks about every 30 s), judged by the longest trial so far (at first, the expected
+    trial_time). Those go back to the sweep's waiting list instead; the task's first trial always
+    starts, or a task too short for any would hand everything back for ever. A requeue or a cancel
+    stops the handing out."""
 
-    def __init__(self, trials: list[Trial], end: float | None, margin: float) -> None:
+    def __init__(self, trials: list[Trial], end: float | None, margin: float, expected: float = 0.0) -> None:
         self.left, self.end, self.margin = list(trials), end, margin
         self.statuses: list[str] = []
         self.handed_back: list[Trial] = []
-        self.longest, self.taken = 0.0, 0
+        # Until a trial has ended here, the profile's trial_time (if any) is the estimate.
+        self.longest, self.taken = expected, 0
 
     def take(self) -> Trial | None:
         if not self.left or REQUEUE in self.statuses or TrialState.CANCELLED in self.statuses:

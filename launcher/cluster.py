@@ -100,13 +100,16 @@ def validate(profile: ClusterProfile, where: str) -> None:
         if not isinstance(value, int) or isinstance(value, bool) or value < lowest:
             what = "a whole number, 0 or more" if lowest == 0 else "a positive integer"
             raise UserError(f"must be {what}, not {value!r}", file=where, key=key)
-    if profile.time is not None and str(profile.time).strip().upper() not in ("UNLIMITED", "INFINITE"):
+    for key in ("time", "trial_time"):
+        value = getattr(profile, key)
+        if value is None or (key == "time" and str(value).strip().upper() in ("UNLIMITED", "INFINITE")):
+            continue
         from jobs.slurm import time_spec_s
 
         try:
-            time_spec_s(profile.time)
+            time_spec_s(value)
         except ValueError:
-            raise UserError(f"'{profile.time}' is not a Slurm time limit", file=where, key="time",
+            raise UserError(f"'{value}' is not a Slurm time", file=where, key=key,
                             fix="write minutes, HH:MM:SS or D-HH:MM:SS, e.g. 02:00:00 or 1-12:00:00") from None
     memory = [("mem", profile.mem)] + [(k, v) for k, v in profile.sbatch.items() if k in _PER_UNIT_MEMORY]
     for key, value in memory:

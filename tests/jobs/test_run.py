@@ -299,6 +299,12 @@ def test_a_pack_near_its_end_starts_its_first_trial_then_hands_the_rest_back():
     assert pack.take() is None and len(pack.handed_back) == 2
 
 
+def test_a_pack_judges_its_second_slot_by_the_expected_trial_time_until_a_trial_ended():
+    pack = run._Pack(trials_of(3), time.time() + 95, 85, expected=10.0)
+    assert pack.take().id == "t0"          # the first always starts
+    assert pack.take() is None and [t.id for t in pack.handed_back] == ["t1", "t2"]   # 10 x 1.2 + 85 > 95
+
+
 @pytest.mark.parametrize("status", [run.REQUEUE, "cancelled"])
 def test_a_requeue_or_a_cancel_stops_the_handing_out_without_handing_back(status):
     pack = run._Pack(trials_of(3), None, 85)

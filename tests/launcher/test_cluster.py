@@ -33,7 +33,7 @@ def test_known_resources_set_profile_fields_and_any_other_sbatch_option_passes_t
     ({"timeout_requeues": "two"}, "whole number, 0 or more"), ({"timeout_requeues": -3}, "whole number, 0 or more"),
     ({"timeout_requeues": 2.5}, "whole number, 0 or more"), ({"grace_s": "soon"}, "positive integer"),
     ({"mem": "abc"}, "not a Slurm memory size"), ({"mem_per_cpu": "4 gigs"}, "not a Slurm memory size"),
-    ({"time": "abc"}, "not a Slurm time limit"), ({"time": "2h"}, "not a Slurm time limit"),
+    ({"time": "abc"}, "not a Slurm time"), ({"time": "2h"}, "not a Slurm time"), ({"trial_time": "5min"}, "not a Slurm time"),
     ({"mem": "8G", "mem-per-cpu": "2G"}, "mem and mem-per-cpu both set"),
     ({"cpus_per_trial": 0}, "positive integer"),
 ])
