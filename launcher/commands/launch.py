@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     prep = launching.prepare(options(args))
     if args.dry_run:
         doc = launching.dry_run_document(prep)
-        print(json.dumps(doc, indent=1, default=str)) if args.json else _print_dry_run(doc)
+        print(json.dumps(doc, indent=1, default=str)) if args.json else _print_dry_run(doc, prep)
         return 0
     if prep.backend.name == "local" and not args.detach and not args.json:
         return _launch_local_foreground(prep)
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
 # --- output -----------------------------------------------------------------------------------
 
-def _print_dry_run(doc: dict[str, Any]) -> None:
+def _print_dry_run(doc: dict[str, Any], prep: launching.Prepared) -> None:
     seed = f", seed {doc['seed']}" + (" (drawn: pass --seed to keep these trials)" if doc["seed_drawn"] else "")
     pack = f", {doc['pack']} per task" if doc["pack"] > 1 else ""
     print(f"sweep {doc['name']} ({doc['dialect']} file, {doc['method']}{seed}): {len(doc['trials'])} trials{pack} "
@@ -128,7 +128,7 @@ def _print_dry_run(doc: dict[str, Any]) -> None:
     if doc["unsubmitted"]:
         print(f"  wait for queue room: trials {doc['unsubmitted']}")
     if doc["held"]:
-        print(_held_line(doc["held"]))
+        print(_held_line(doc["held"], prep))
     for w in doc["warnings"]:
         print(f"  warning: {w}")
     print("dry run: nothing written, nothing submitted")
@@ -142,9 +142,13 @@ def _waiting_line(prep: launching.Prepared, unsubmitted: list[int]) -> str:
             f"(submit_from_tasks: false), so run `sweep resume {prep.sweep_dir}` later")
 
 
-def _held_line(held: str) -> str:
+def _held_line(held: str, prep: launching.Prepared) -> str:
     n = len(launching.mf.expand_ranges(held))
-    return f"  {n} trials of higher rungs held (trials {held}): each starts when its rung below promotes it"
+    line = f"  {n} trials of higher rungs held (trials {held}): each starts when its rung below promotes it"
+    if prep.backend.uses_slurm and not prep.manifest.settings.cluster.submit_from_tasks:
+        line += (f"; this profile's compute nodes cannot submit (submit_from_tasks: false), so promotions are "
+                 f"submitted by `sweep resume {prep.sweep_dir}`")
+    return line
 
 
 def _report_submitted(args: argparse.Namespace, done: launching.Launched) -> None:
@@ -167,7 +171,7 @@ def _report_submitted(args: argparse.Namespace, done: launching.Launched) -> Non
     if done.unsubmitted:
         print(_waiting_line(prep, done.unsubmitted))
     if prep.manifest.held:
-        print(_held_line(prep.manifest.held))
+        print(_held_line(prep.manifest.held, prep))
     print(f"watch: sweep status {prep.sweep_dir}")
 
 
