@@ -197,6 +197,10 @@ def render(console: Any, status: SweepStatus, name: str, sweep_dir: str, show_al
     if status.rungs:
         parts.append(rung_table(status.rungs))
     parts += [Text(f"note: {n}", style="yellow") for n in status.notes]
+    if counts.get("unsubmitted") and not status.active():
+        # The top-up rides on the sweep's own tasks: with none left, nobody submits the rest.
+        parts.append(Text(f"note: {counts['unsubmitted']} trial(s) wait for queue room and no task of the sweep is "
+                          f"queued to submit them: `sweep resume {sweep_dir}`", style="yellow"))
     if status.gpu_hours_saved is not None:
         parts.append(Text(f"early stopping pruned {counts.get('pruned', 0)} trial(s), saving about "
                           f"{status.gpu_hours_saved:.2f} GPU-hours"))

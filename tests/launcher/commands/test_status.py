@@ -105,6 +105,9 @@ def test_detached_resume_shows_running_and_cancel_stops_it(tmp_path, capsys):
                                        max_attempts=1)
     sweepdir.create(sweep, manifest.replace(unsubmitted=mf.compact_ranges(t.index for t in trials)), text)
     assert {t["state"] for t in status_json(sweep, capsys)["trials"]} == {"unsubmitted"}
+    assert main(["status", str(sweep)]) == 0            # nothing queued will submit them: say what will
+    assert f"2 trial(s) wait for queue room and no task of the sweep is queued to submit them: `sweep resume " \
+           f"{sweep}`" in " ".join(capsys.readouterr().out.split())
 
     assert main(["resume", str(sweep), "--detach", "--max-parallel", "2", "--json"]) == 0
     pid = json.loads(capsys.readouterr().out)["pid"]
