@@ -134,8 +134,12 @@ def _print_dry_run(doc: dict[str, Any], prep: launching.Prepared) -> None:
     print("dry run: nothing written, nothing submitted")
 
 
-def _waiting_line(prep: launching.Prepared, unsubmitted: list[int]) -> str:
+def _waiting_line(prep: launching.Prepared, unsubmitted: list[int], submitted: bool = True) -> str:
     n = len(unsubmitted)
+    if not submitted:
+        return (f"  nothing submitted: your jobs already fill the queue (max_queued_jobs "
+                f"{prep.manifest.settings.cluster.max_queued_jobs}); {n} trials wait: "
+                f"`sweep resume {prep.sweep_dir}` once room frees up")
     if prep.backend.uses_slurm and prep.manifest.settings.cluster.submit_from_tasks:
         return f"  {n} trials wait for queue room: the sweep's own tasks submit them as room frees up"
     return (f"  {n} trials wait for queue room: this profile's compute nodes cannot submit "
@@ -169,7 +173,7 @@ def _report_submitted(args: argparse.Namespace, done: launching.Launched) -> Non
     if done.pid:
         print(f"  running in the background (pid {done.pid}, log {prep.sweep_dir}/logs/local.log)")
     if done.unsubmitted:
-        print(_waiting_line(prep, done.unsubmitted))
+        print(_waiting_line(prep, done.unsubmitted, submitted=bool(done.submissions)))
     if prep.manifest.held:
         print(_held_line(prep.manifest.held, prep))
     print(f"watch: sweep status {prep.sweep_dir}")

@@ -202,3 +202,21 @@ def test_a_packed_task_near_its_time_limit_hands_the_rest_back_to_the_top_up(tmp
     assert len(mf.read_manifest(sweep).submissions) >= 2                      # the rest came by the top-up
     log = next((sweep / "logs").glob(f"{first_job}_0.out")).read_text()
     assert f"{6 - in_first} trial(s) left for the top-up: too close to its time limit" in log
+
+
+@pytest.mark.exclusive    # counts every job of the user: nothing else may come and go meanwhile
+def test_launch_counts_the_users_other_queued_jobs_against_the_limit(tmp_path, slurm_cleanup):
+    # Eight tasks of the user's own already queue (held); the profile allows two more: launch submits two
+    # of its six trials, not an array sbatch would refuse, and the sweep's tasks top up the other four.
+    held = subprocess.run(["sbatch", "--parsable", "--hold", "--array=0-7", "--partition=main", "--mem=50M",
+                           "--output=/dev/null", "--wrap", "sleep 1"], capture_output=True, text=True, check=True)
+    slurm_cleanup.append(held.stdout.strip().split(";")[0])
+    limit = len(slurm.queued_tasks(slurm.current_user())) + 2
+    sweep, argv = prepare(tmp_path, "name: room\ngrid: {x: [0, 1, 2, 3, 4, 5]}\nfixed: {steps: 2}\n", profile(limit))
+    assert main(argv) == 0
+    first = mf.read_manifest(sweep).submissions[0]
+    slurm_cleanup.append(first.job_id)
+    assert len(first.index_list()) == 2, first
+    wait_for(lambda: len(results(sweep)) == 6, 180, "6 results")
+    slurm_cleanup.extend(job_ids(sweep))
+    assert set(starts(tmp_path).values()) == {1}
