@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         rp = resume.plan(status, sel.run, session.backend, SweepRef(sweep_dir, manifest),
                          budget=settings.cluster.max_queued_jobs - active, max_parallel=max_parallel)
         doc = _document(sweep_dir, status, sel, rp, session.reconciled)
+        doc["tops_up"] = session.backend.uses_slurm and settings.cluster.submit_from_tasks
         if args.dry_run:
             doc["promoted"] = [p.child for p in promote.due(sweep_dir, session.manifest)]
             _print(args, doc, dry_run=True)
@@ -87,7 +88,10 @@ def run(args: argparse.Namespace) -> int:
             resume.clear_for_retry(sweep_dir, [t for t in sel.run if t.trial.index in planned])
         local_foreground = session.backend.name == "local" and not args.detach
         before = len(session.manifest.submissions)
-        session.submit(rp.plan, unsubmitted=rp.plan.unsubmitted, foreground=local_foreground,
+        # Later stages whose earlier stage still runs (and cannot be chained to it) wait with the trials
+        # that wait for room: the top-up submits them once their parent has completed.
+        session.submit(rp.plan, unsubmitted=sorted({*rp.plan.unsubmitted, *rp.waiting_for_parent}),
+                       foreground=local_foreground,
                        max_parallel=max_parallel)
         # Successive halving: what the results rank now climbs a rung (with what is left of the queue).
         doc["promoted"] = promote.promote_in(session, budget=settings.cluster.max_queued_jobs - active
@@ -165,7 +169,9 @@ def _print(args: argparse.Namespace, doc: dict[str, Any], *, dry_run: bool) -> N
     if doc.get("unsubmitted"):
         print(f"  trials {doc['unsubmitted']} wait for queue room")
     if doc.get("waiting"):
-        print(f"  trials {doc['waiting']} wait for their earlier stage: run `sweep resume` again after it")
+        print(f"  trials {doc['waiting']} wait for their earlier stage: "
+              + ("the sweep's own tasks submit them when it completes" if doc.get("tops_up")
+                 else "run `sweep resume` again after it"))
     for note in doc.get("notes", []):
         print(f"  note: {note}")
     if dry_run:

@@ -220,3 +220,29 @@ def test_launch_counts_the_users_other_queued_jobs_against_the_limit(tmp_path, s
     wait_for(lambda: len(results(sweep)) == 6, 180, "6 results")
     slurm_cleanup.extend(job_ids(sweep))
     assert set(starts(tmp_path).values()) == {1}
+
+
+def test_a_later_stage_resumed_while_its_packed_earlier_stage_runs_is_left_to_the_top_up(tmp_path, slurm_cleanup,
+                                                                                         capsys):
+    # A packed task cannot be chained to (aftercorr pairs tasks, not trials): resume records such a later
+    # stage as waiting, and the earlier stage's tasks submit it once they complete. No second resume.
+    (tmp_path / "hold").touch()
+    sweep, argv = prepare(tmp_path, "name: chain\ngrid: {x: [0, 1, 2, 3]}\nstages: {key: steps, values: [2, 3]}\n",
+                          profile(100), "--pack", "2")
+    assert main(argv) == 0
+    first, second = mf.read_manifest(sweep).submissions
+    slurm_cleanup += [first.job_id, second.job_id]
+    wait_for(lambda: len(list(sweep.glob("trials/*/started.0"))) == 2, 60, "the first stage's two tasks running")
+    subprocess.run(["scancel", second.job_id], check=True)
+    wait_for(lambda: not any(j.job == second.job_id for j in slurm.queued_tasks(slurm.current_user())), 30,
+             "the second stage to leave the queue")
+    capsys.readouterr()
+    assert main(["resume", str(sweep), "--retry-cancelled", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["waiting"] == "4-7" and doc["submitted"] == 0, doc
+    assert mf.read_manifest(sweep).unsubmitted == "4-7"
+    (tmp_path / "hold").unlink()
+    wait_for(lambda: len(results(sweep)) == 8, 120, "8 results, the second stage by the top-up", sweep=sweep)
+    slurm_cleanup.extend(job_ids(sweep))
+    assert {r["status"] for r in results(sweep).values()} == {"completed"}
+    assert set(starts(tmp_path).values()) == {1}
