@@ -152,3 +152,20 @@ def test_big_sweep_table_hides_completed_rows(tmp_path, capsys):
     assert "100/500 ended" in out
     assert main(["status", str(tmp_path), "--all"]) == 0
     assert "rows hidden" not in capsys.readouterr().out
+
+
+def test_trial_ids_stay_whole_in_a_narrow_terminal_and_list_finds_the_sweep(tmp_path, capsys, monkeypatch):
+    sweep = launch(tmp_path, "x: [0, 1, 2, 3]")
+    ids = [t.id for t in mf.read_manifest(sweep).trials]
+    for width in ("60", "40"):
+        monkeypatch.setenv("COLUMNS", width)
+        capsys.readouterr()
+        assert main(["status", str(sweep)]) == 0
+        out = capsys.readouterr().out
+        assert all(i in out for i in ids), out                  # the one thing users copy, never cut
+        assert max(len(line) for line in out.splitlines()) <= int(width)
+    # `sweep list` under the sweep's parent: this sweep, with its progress.
+    capsys.readouterr()
+    assert main(["list", str(tmp_path), "--json"]) == 0
+    [entry] = json.loads(capsys.readouterr().out)
+    assert Path(entry["sweep_dir"]) == sweep and entry["trials"] == 4, entry
