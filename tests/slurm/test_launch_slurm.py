@@ -114,3 +114,15 @@ def test_submitit_executor_runs_the_same_runner(tmp_path, slurm_cleanup):
     assert {r["status"] for r in res.values()} == {"completed"}
     stage1 = [r for r in res.values() if r["stage"] == 1]
     assert [r["results"]["resumed_from"] for r in stage1] == ["4", "4"]
+
+
+def test_resources_from_the_command_line_reach_slurm(tmp_path, slurm_cleanup):
+    sweep, manifest = launch(tmp_path, "name: resources\ngrid: {b: [1, 2]}\nfixed: {wait_for_signal: true}\n",
+                             slurm_cleanup, "--mem", "123M", "--time", "00:07:00", "--sbatch", "comment=from-cli",
+                             "--sbatch", "begin=now+1hour")
+    [sub] = manifest.submissions
+    from jobs import slurm
+
+    job = slurm.scontrol_show_job(sub.job_id)       # held back by --begin: still pending, nothing ran
+    assert (job["MinMemoryNode"], job["TimeLimit"], job["Comment"]) == ("123M", "00:07:00", "from-cli"), job
+    assert job["JobState"] == "PENDING" and job["StartTime"] > job["SubmitTime"]
