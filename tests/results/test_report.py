@@ -245,3 +245,32 @@ def test_comparing_a_sweep_with_itself_is_one_line(tmp_path, capsys):
     assert main(["report", sweep, sweep + "/"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "twice" in err
+
+
+STAGED = """
+import sys
+from jobs import runtime
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+runtime.write_metrics({"score": float(args["x"]) * int(args["steps"])})
+"""
+
+
+def test_a_launched_progressive_sweep_reports_its_stages_and_reruns_with_its_own_checkpoint_key(tmp_path, capsys):
+    # End to end, from a real launch (not a hand-written manifest): the stage column is filled and the
+    # rerun command of a later stage passes its parent's checkpoint under the sweep's checkpoint_key.
+    import sys
+
+    from jobs import manifest as mf
+
+    (tmp_path / "prog.py").write_text(STAGED)
+    (tmp_path / "spec.yaml").write_text("name: ckpt-key\nmetric: score\ngrid: {x: [1, 2]}\n"
+                                        "stages: {key: steps, values: [2, 4], checkpoint_key: init_ckpt}\n")
+    sweep = tmp_path / "sweep"
+    assert main(["launch", str(tmp_path / "spec.yaml"), "--executor", "local", "--dir", str(sweep),
+                 "--command", f"{sys.executable} {tmp_path / 'prog.py'}"]) == 0
+    assert main(["report", str(sweep)]) == 0
+    text = (sweep / "reports" / "report.md").read_text()
+    by_stage = {t.stage: t for t in mf.read_manifest(sweep).trials if t.params["x"] == 2}
+    assert "(stage 1," in text and "## Best per stage" in text
+    rerun = f"x=2 steps=4 init_ckpt={sweep / 'trials' / by_stage[0].id / 'checkpoints'}"
+    assert rerun in text and "checkpoint_path=" not in text
