@@ -4,8 +4,8 @@
                      [--max-parallel N] [--mem M --time T ...] [--detach] [--json]
 
 By default: every trial that has no result and is not queued, and failures still under
---max-attempts. jobs.resume says which trials and how they are linked; this module parses the
-command line, submits through jobs.submission and prints.
+--max-attempts. launcher.resuming does the work (jobs.resume says which trials and how they are
+linked); this module parses the command line and prints.
 """
 from __future__ import annotations
 
@@ -40,99 +40,27 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jobs import promote, resume, slurm
-    from jobs.backends import SweepRef
-    from jobs.state import collect
-    from jobs.submission import open_sweep
+    from launcher.resuming import ResumeOptions, resume
 
-    sweep_dir = Path(args.sweep_dir).absolute()
     for flag in ("max_parallel", "max_attempts"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1", key=f"--{flag.replace('_', '-')}")
-    resources = resources_from(args)
-    with open_sweep(sweep_dir, "sweep resume") as session:
-        manifest = session.manifest
-        settings = manifest.settings
-        if resources:
-            from launcher.cluster import with_resources
-
-            settings = settings._replace(cluster=with_resources(settings.cluster, resources,
-                                                                             source="command line"))
-            manifest = manifest.replace(settings=settings)
-        if args.max_attempts is not None:
-            settings = settings._replace(max_attempts=args.max_attempts)
-            manifest = manifest.replace(settings=settings)
-        status = collect(sweep_dir, manifest)
-        sel = resume.select(status, sweep_dir, max_attempts=settings.max_attempts,
-                            timeout_requeues=settings.cluster.timeout_requeues, retry_failed=args.retry_failed,
-                            retry_cancelled=args.retry_cancelled)
-        max_parallel = args.max_parallel or settings.max_parallel
-        stuck = {t.trial.index for t in sel.stuck}
-        active = resume.queued_tasks(status, stuck)
-        rp = resume.plan(status, sel.run, session.backend, SweepRef(sweep_dir, manifest),
-                         budget=settings.cluster.max_queued_jobs - active, max_parallel=max_parallel)
-        doc = _document(sweep_dir, status, sel, rp, session.reconciled)
-        doc["tops_up"] = session.backend.uses_slurm and settings.cluster.submit_from_tasks
-        if args.dry_run:
-            doc["promoted"] = [p.child for p in promote.due(sweep_dir, session.manifest)]
-            _print(args, doc, dry_run=True)
-            return 0
-        (sweep_dir / mf.CANCEL_MARKER).unlink(missing_ok=True)   # resuming undoes `sweep cancel`
-        if manifest is not session.manifest:
-            session.save(manifest)
-        if sel.stuck and session.backend.uses_slurm:
-            # One scancel for every task held behind a failed dependency (they never start).
-            slurm.scancel([t.slurm_id for t in sel.stuck if t.slurm_id])
-        if args.retry_failed or args.retry_cancelled:
-            planned = set(rp.plan.planned)
-            resume.clear_for_retry(sweep_dir, [t for t in sel.run if t.trial.index in planned])
-        local_foreground = session.backend.name == "local" and not args.detach
-        before = len(session.manifest.submissions)
-        # Later stages whose earlier stage still runs (and cannot be chained to it) wait with the trials
-        # that wait for room: the top-up submits them once their parent has completed.
-        session.submit(rp.plan, unsubmitted=sorted({*rp.plan.unsubmitted, *rp.waiting_for_parent}),
-                       foreground=local_foreground,
-                       max_parallel=max_parallel)
-        # Successive halving: what the results rank now climbs a rung (with what is left of the queue).
-        doc["promoted"] = promote.promote_in(session, budget=settings.cluster.max_queued_jobs - active
-                                             - sum(len(a.task_ids) for a in rp.plan.arrays))
-        submitted = list(session.manifest.submissions[before:])
-    doc["submissions"] = [s.to_dict() for s in submitted]
-    doc["submitted"] = len(rp.plan.planned)
-    doc["pid"] = next((s.pid for s in submitted if s.pid is not None), None)
-    if local_foreground and submitted:
+    sweep_dir = Path(args.sweep_dir).absolute()
+    done = resume(sweep_dir, ResumeOptions(
+        dry_run=args.dry_run, retry_failed=args.retry_failed, retry_cancelled=args.retry_cancelled,
+        max_attempts=args.max_attempts, max_parallel=args.max_parallel, resources=resources_from(args),
+        detach=args.detach))
+    if done.run_here:   # a local sweep, in this terminal (after the lock: status and cancel work meanwhile)
         from jobs.backends import local
 
-        wanted = set(rp.plan.planned)
-        outcome = local.run_pool(sweep_dir, [t for t in manifest.trials if t.index in wanted],
-                                 max_parallel=max_parallel or 1)
-        doc["outcome"] = outcome
-        _print(args, doc, dry_run=False)
-        return 0 if all(s == "completed" for s in outcome.values()) else 1
-    _print(args, doc, dry_run=False)
+        done.doc["outcome"] = local.run_pool(sweep_dir, done.run_here, max_parallel=done.max_parallel or 1)
+        _print(args, done.doc, dry_run=False)
+        return 0 if all(s == "completed" for s in done.doc["outcome"].values()) else 1
+    _print(args, done.doc, dry_run=args.dry_run)
     return 0
 
 
 # --- output -----------------------------------------------------------------------------------------
-
-def _document(sweep_dir: Path, status: Any, sel: Any, rp: Any, reconciled: Any) -> dict[str, Any]:
-    planned = set(rp.plan.planned)
-    return {
-        "sweep_dir": str(sweep_dir), "counts": status.counts(),
-        "resubmit": [{"id": t.trial.id, "index": t.trial.index, "stage": t.trial.stage, "was": t.state.value}
-                     for t in sel.run if t.trial.index in planned],
-        "submitted": len(rp.plan.planned),
-        "cancel_stuck": [t.slurm_id for t in sel.stuck],
-        "blocked": [t.trial.index for t in sel.blocked],
-        "kept": [{"index": t.trial.index, "state": t.state.value} for t in sel.kept],
-        "submissions": [dict(a.to_dry_run()) for a in rp.plan.arrays],
-        "unsubmitted": mf.compact_ranges(rp.plan.unsubmitted),
-        "waiting": mf.compact_ranges(rp.waiting_for_parent),
-        "reconciled": {"confirmed": reconciled.confirmed, "dropped": mf.compact_ranges(reconciled.dropped),
-                       "duplicates_cancelled": reconciled.duplicates_cancelled},
-        "notes": status.notes,
-    }
-
 
 def _print(args: argparse.Namespace, doc: dict[str, Any], *, dry_run: bool) -> None:
     if args.json:
