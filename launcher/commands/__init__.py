@@ -41,3 +41,12 @@ def resources_from(args: argparse.Namespace) -> dict[str, Any]:
             raise UserError(f"--sbatch {item!r} names no option", key="--sbatch", fix="write --sbatch mail-type=END")
         out[option.strip().lstrip("-")] = value if sep else True
     return out
+
+
+def exit_code(states: Any) -> int:
+    """0 when every trial ended as a search means it to (completed, or stopped by the search: pruned,
+    not promoted), else 1: what `launch --wait`, a local foreground launch and resume exit with."""
+    from jobs.trial_state import TrialState
+
+    ok = {TrialState.COMPLETED, TrialState.PRUNED, TrialState.STOPPED}
+    return 0 if all(s in ok for s in states) else 1     # a str enum: plain status strings compare equal

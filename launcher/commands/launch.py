@@ -19,7 +19,7 @@ from typing import Any
 
 from jobs.manifest import EXECUTORS
 from launcher import launching
-from launcher.commands import add_resource_options, resources_from
+from launcher.commands import add_resource_options, exit_code, resources_from
 
 DESCRIPTION = __doc__.split("\n\n")[0]
 
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if done.outcome is not None:   # local, foreground, --json
         print(json.dumps({"sweep_dir": str(prep.sweep_dir), "name": prep.manifest.name, "executor": "local",
                           "trials": done.outcome}))
-        return 0 if all(s == "completed" for s in done.outcome.values()) else 1
+        return exit_code(done.outcome.values())
     if args.wait:
         return _wait(args, prep, done)
     _report_submitted(args, done)
@@ -195,12 +195,7 @@ def _wait(args: argparse.Namespace, prep: launching.Prepared, done: launching.La
         for value in states.values():
             counts[value] = counts.get(value, 0) + 1
         print(f"sweep {prep.manifest.name}: " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())), flush=True)
-    return 0 if set(states.values()) <= _SUCCEEDED else 1
-
-
-# What a search ends in when nothing went wrong: trials it ran to the end, and trials it chose to
-# stop (an early-stopping pruner; successive halving's trials that were not promoted).
-_SUCCEEDED = {"completed", "pruned", "stopped"}
+    return exit_code(states.values())
 
 
 class _Progress:
@@ -245,4 +240,4 @@ def _launch_local_foreground(prep: launching.Prepared) -> int:
     from launcher.commands.status import print_results
 
     print_results(prep.sweep_dir)
-    return 0 if all(s == "completed" for s in (done.outcome or {}).values()) else 1
+    return exit_code((done.outcome or {}).values())

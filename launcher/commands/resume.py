@@ -16,7 +16,7 @@ from typing import Any
 
 from jobs import manifest as mf
 from jobs.errors import UserError
-from launcher.commands import add_resource_options, resources_from
+from launcher.commands import add_resource_options, exit_code, resources_from
 
 
 def add_parser(subparsers: Any) -> None:
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
         done.doc["outcome"] = local.run_pool(sweep_dir, done.run_here, max_parallel=done.max_parallel or 1)
         _print(args, done.doc, dry_run=False)
-        return 0 if all(s == "completed" for s in done.doc["outcome"].values()) else 1
+        return exit_code(done.doc["outcome"].values())
     _print(args, done.doc, dry_run=args.dry_run)
     return 0
 
