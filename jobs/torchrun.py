@@ -43,7 +43,7 @@ MODULE = "torch.distributed.run"
 LAUNCHER_MODULES = (MODULE, "torch.distributed.launch")
 LOG_DIR = "torchrun"        # in the trial directory: every rank's stdout/stderr, per attempt
 # torchrun options that take no value (the others take the next element when written without `=`).
-_FLAGS = frozenset(("--standalone", "-m", "--module", "--no-python", "--no_python", "--run-path", "--run_path",
+FLAGS = frozenset(("--standalone", "-m", "--module", "--no-python", "--no_python", "--run-path", "--run_path",
                     "--virtual-local-rank", "--virtual_local_rank"))
 # Options (and their PET_* variables) that say where the ranks meet: without one, --standalone.
 _RENDEZVOUS = ("--standalone", "--rdzv", "--master")
@@ -86,7 +86,7 @@ def options(argv: list[str]) -> dict[str, str | None]:
         if "=" in arg:
             key, _, value = arg.partition("=")
             out[key] = value
-        elif arg in _FLAGS:
+        elif arg in FLAGS:
             out[arg] = None
         else:
             out[arg] = rest.pop(0) if rest else None

@@ -8,7 +8,8 @@ the cluster, three attempts each, with Hydra's "Key 'los' is not in struct" in i
 
 Checked when the command runs our `train` package with key=value overrides (`python -m train`,
 `python3 -m train`, `/path/to/python -m train`, W&B's `/usr/bin/env python -m train
-${args_no_hyphens}`), from the trials' overrides and the command's own key=value items:
+${args_no_hyphens}`, `torchrun --nproc_per_node=4 -m train`), from the trials' overrides and the
+command's own key=value items:
   - a group choice (`arch=hrm_v1_gated`) names a config of the group (configs/arch/*.yaml);
   - every other key is a key of the config composed with those choices (did-you-mean over its
     dotted keys); `+key` adds a key and `++key`, `hydra.*` are left to Hydra;
@@ -71,6 +72,16 @@ def trainer_items(command: Sequence[Any], *, file: str | None = None) -> list[st
     None for any other program (or Hydra flags such as --multirun, which change what runs)."""
     argv = [{"${env}": "/usr/bin/env", "${interpreter}": "python"}.get(str(c), str(c))
             for c in command if c is not None]
+    from jobs import torchrun
+
+    launcher = torchrun.launcher_length(argv)
+    if launcher:       # torchrun [its options] -m train ...: the items after the module are the trainer's
+        rest = argv[launcher:]
+        while rest and rest[0].startswith("-") and rest[0] not in ("-m", "--module"):
+            arg = rest.pop(0)
+            if "=" not in arg and arg not in torchrun.FLAGS and rest:
+                rest.pop(0)
+        argv = ["python", *rest]
     if argv and os.path.basename(argv[0]) == "env":
         argv = argv[1:]
         while argv and _ENV_ASSIGNMENT.match(argv[0]):
@@ -78,14 +89,14 @@ def trainer_items(command: Sequence[Any], *, file: str | None = None) -> list[st
     if not argv or not _PYTHON.match(os.path.basename(argv[0])):
         return None
     i = 1
-    while i < len(argv) and argv[i] != "-m":
+    while i < len(argv) and argv[i] not in ("-m", "--module"):
         if argv[i] in _PY_FLAGS:
             i += 1
         elif argv[i] in _PY_FLAGS_WITH_ARG:
             i += 2
         else:
             return None  # a script, `-c`, ...: not the trainer module
-    if argv[i + 1:i + 2] != ["train"] or not _is_our_trainer():
+    if argv[i + 1:i + 2] not in (["train"], ["train.__main__"]) or not _is_our_trainer():
         return None
     items = []
     for item in argv[i + 2:]:

@@ -168,6 +168,9 @@ def test_a_bayes_space_is_checked_through_its_bounds(tmp_path, capsys):
     f"{sys.executable} -m train",
     "/usr/bin/env python -u -m train",
     "/usr/bin/env OMP_NUM_THREADS=1 python3.11 -m train ${args_no_hyphens}",
+    "torchrun --nproc_per_node=2 -m train",
+    "torchrun --standalone --nproc_per_node 2 --module train",
+    "python -m torch.distributed.run --nproc_per_node=2 -m train",
 ])
 def test_the_trainer_under_any_interpreter_is_checked(tmp_path, capsys, command):
     line = refused(capsys, *launch(tmp_path, FEUDAL, "los.feudal_loss_weight=0.3", "--command", command))
@@ -219,6 +222,8 @@ def test_trainer_items_are_the_commands_own_overrides():
     assert trainer_items(["python", "-m", "train", "arch=hrm_tiny", "${args_no_hyphens}"]) == ["arch=hrm_tiny"]
     assert trainer_items(["python", "-X", "dev", "-m", "train"]) == []
     assert trainer_items(["python", "-c", "import train"]) is None
+    assert trainer_items(["torchrun", "--nproc_per_node", "4", "-m", "train", "arch=hrm_tiny"]) == ["arch=hrm_tiny"]
+    assert trainer_items(["torchrun", "--nproc_per_node=4", "other.py"]) is None
     with pytest.raises(UserError, match="args_no_hyphens"):
         trainer_items(["python", "-m", "train", "${args_json}"])
 
