@@ -160,20 +160,31 @@ def _table(status: SweepStatus, cells: list[dict[str, Any]], name: str, sweep_di
     return table
 
 
-def _fitting_table(console: Any, status: SweepStatus, rows: list[TrialStatus], name: str, sweep_dir: str) -> Any:
-    """The table with as many columns as fit the console's width (ids whole, note folded)."""
+# A note column narrower than this folds a cause over many lines: the notes then go under the table.
+NOTE_MIN = 40
+
+
+def _fitting_table(console: Any, status: SweepStatus, rows: list[TrialStatus], name: str, sweep_dir: str,
+                   failed_only: bool = False) -> Any:
+    """The table with as many columns as fit the console's width (ids whole); the note column gets
+    room for its longest note up to NOTE_MIN, or the notes are printed under the table, one per row."""
+    from rich.console import Group
     from rich.measure import Measurement
+    from rich.text import Text
 
     cells = _cells(status, rows, sweep_dir)
+    want = min(max((len(str(c["note"])) for c in cells), default=0), NOTE_MIN) + 3
     columns = list(COLUMNS)
-    for drop in (None, *DROP_ORDER):
+    # Failed trials have no metric to show: their params are what tells them apart.
+    order = (*[c for c in DROP_ORDER if c != "metric"][:4], "metric", "params") if failed_only else DROP_ORDER
+    for drop in (None, *order):
         if drop is not None:
             columns.remove(drop)
         without_note = _table(status, cells, name, sweep_dir, [c for c in columns if c != "note"])
-        need = Measurement.get(console, console.options, without_note).maximum + 12
-        if need <= console.width:
-            break
-    return _table(status, cells, name, sweep_dir, columns)
+        if Measurement.get(console, console.options, without_note).maximum + want <= console.width:
+            return _table(status, cells, name, sweep_dir, columns)
+    notes = [Text.assemble((f"{c['#']} {c['trial']}: ", "bold"), str(c["note"])) for c in cells if c["note"]]
+    return Group(without_note, *notes)
 
 
 def render(console: Any, status: SweepStatus, name: str, sweep_dir: str, show_all: bool = False,
@@ -182,7 +193,7 @@ def render(console: Any, status: SweepStatus, name: str, sweep_dir: str, show_al
     from rich.text import Text
 
     rows, hidden = choose_rows(status, show_all, failed_only)
-    parts: list[Any] = [_fitting_table(console, status, rows, name, sweep_dir)]
+    parts: list[Any] = [_fitting_table(console, status, rows, name, sweep_dir, failed_only)]
     counts = status.counts()
     total = len(status.trials)
     ended = status.ended()

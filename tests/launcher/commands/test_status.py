@@ -164,6 +164,9 @@ def test_trial_ids_stay_whole_in_a_narrow_terminal_and_list_finds_the_sweep(tmp_
         out = capsys.readouterr().out
         assert all(i in out for i in ids), out                  # the one thing users copy, never cut
         assert max(len(line) for line in out.splitlines()) <= int(width)
+        assert "exit code 1: crash on purpose" in " ".join(out.split())   # the cause, not cut either
+    # Too narrow for a readable note column: each note goes under the table, after its trial.
+    assert f"2 {ids[2]}: exit code 1" in out
     # `sweep list` under the sweep's parent: this sweep, with its progress.
     capsys.readouterr()
     assert main(["list", str(tmp_path), "--json"]) == 0
