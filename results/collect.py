@@ -385,7 +385,7 @@ class _Collector:
                 done = max(done, n)
         finally:
             parser.close()
-        table = columns.concat(pieces)
+        table = with_causes(columns.concat(pieces))
         table = columns.fix_types(columns.reorder(table, column_order(table.column_names)))
         return Collection(table=table, skipped=skipped, files=files, sweeps=found.sweeps,
                           unreadable=found.unreadable, parsed=sum(p.read for p in parts), _saving=self._saving)
@@ -458,6 +458,31 @@ def collect(inputs: Iterable[str], *, workers: int | None = None, since: float |
     if wait:
         got.wait()
     return got
+
+
+def with_causes(table: pa.Table) -> pa.Table:
+    """A `cause` column: why each trial that did not complete ended as it did, in one line (its
+    error's headline, as `sweep status` says it; what only Slurm knows, such as an out-of-memory
+    kill that left no result, is `sweep status`'s to say). Empty for completed trials."""
+    names = table.column_names
+    if "status" not in names or "cause" in names or not table.num_rows:
+        return table
+    status = table.column("status")
+    if status.type != columns.TEXT:
+        return table
+    from jobs.causes import headline
+
+    rows = np.array([i for i, s in enumerate(status.to_pylist()) if s != "completed"], dtype=np.int64)  # 100,000: 5 ms
+    cells: list[str | None] = [None] * table.num_rows
+    if len(rows):
+        states = columns.take(status, rows).to_pylist()
+        errors = columns.take(table.column("error"), rows).to_pylist() if "error" in names else [None] * len(rows)
+        for i, state, error in zip(rows.tolist(), states, errors):
+            first = headline(error if isinstance(error, str) else None)
+            cells[i] = (f"diverged: {first}" if state == "diverged" and first else
+                        first or {"pruned": "pruned by the sweep's early stopping", "diverged": "diverged"}.get(state)
+                        or state)
+    return table.append_column(pa.field("cause", columns.TEXT), columns.text(cells))
 
 
 def describe_skipped(skipped: list[Skipped], limit: int = 20) -> list[str]:

@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     _orjson = None
 
 # Meta columns, in display order. Everything else follows: job.*, hp.*, results.*, extras, path.
-META = ("sweep", "user", "trial", "trial_id", "stage", "environment", "status", "runtime_s", "error",
+META = ("sweep", "user", "trial", "trial_id", "stage", "environment", "status", "cause", "runtime_s", "error",
         "timestamp", "job.id", "job.node", "job.attempt", "job.gpu")
 _META_KEYS = frozenset(META)
 RESULT_KEYS = ("results", "metrics")

@@ -553,3 +553,23 @@ def test_csv_in_two_halves_is_the_same_file(space, tmp_path, monkeypatch):
     one = (tmp_path / "one.csv").read_bytes()
     assert one == (tmp_path / "two.csv").read_bytes() == (tmp_path / "frame.csv").read_bytes()
     assert one.count(b"\n") == got.table.num_rows + 1 and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_every_trial_that_did_not_complete_names_its_cause_in_one_line(tmp_path):
+    # What `sweep status` says from a result alone: the error's headline (a bare traceback's last line).
+    sweep = tmp_path / "sweeps" / "causes"
+    rows = {"ok": {"status": "completed"},
+            "crash": {"status": "failed", "error": "exit code 1: ValueError: lr must be positive\nTraceback ...\n"},
+            "old": {"status": "failed", "error": "Traceback (most recent call last):\n  File \"x.py\"\n"
+                                                 "RuntimeError: CUDA error: out of memory\n"},
+            "nan": {"status": "diverged", "error": "non-finite loss at step 3"},
+            "cut": {"status": "pruned"}}
+    for tid, r in rows.items():
+        _write(sweep / "trials" / tid / "result.json", json.dumps({"schema": 1, "results": {"acc": 0.5}, **r}))
+    got = col.collect([str(tmp_path / "sweeps")])
+    ids = [p.split(os.sep)[-2] for p in got.table.column("path").to_pylist()]
+    causes = dict(zip(ids, got.table.column("cause").to_pylist()))
+    assert causes == {"ok": None, "crash": "exit code 1: ValueError: lr must be positive",
+                      "old": "RuntimeError: CUDA error: out of memory", "nan": "diverged: non-finite loss at step 3",
+                      "cut": "pruned by the sweep's early stopping"}
+    assert got.table.column_names.index("cause") == got.table.column_names.index("status") + 1
