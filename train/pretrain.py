@@ -135,18 +135,45 @@ def start_from(model: ACTLossHead, path: str) -> int:
 
 
 def staged_data_path(data_path: str, say: bool) -> str:
-    """The node-local copy of the dataset when the cluster profile staged one (Mila's profile copies
-    datasets to $SLURM_TMPDIR/data and exports SWEEP_DATA_ROOT): reading $SCRATCH from every trial
-    is what staging avoids. Falls back to `data_path` as given."""
+    """The node-local copy of the dataset where the cluster profile asks for one (Mila's profile
+    exports SWEEP_DATA_ROOT=$SLURM_TMPDIR/data): reading $SCRATCH from every step is what staging
+    avoids. The first process of the task to need it copies `data_path` there (under a lock, then an
+    atomic rename: the ranks of a trial and the trials of a packed task copy it once); a copy that
+    fails falls back to `data_path` as given."""
     root = os.environ.get("SWEEP_DATA_ROOT")
     if not root:
         return data_path
     staged = Path(root) / Path(data_path).name
     if not (staged / "train").is_dir():
-        return data_path
+        if not (Path(data_path) / "train").is_dir():
+            return data_path
+        try:
+            _stage(Path(data_path), staged)
+        except OSError as exc:
+            print(f"[train] could not copy {data_path} to {root} ({exc}); reading it where it is", flush=True)
+            return data_path
     if say:
         print(f"[train] reading the staged copy {staged} of {data_path}", flush=True)
     return str(staged)
+
+
+def _stage(source: Path, staged: Path) -> None:
+    import fcntl
+    import shutil
+
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    with open(staged.parent / f".{staged.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (staged / "train").is_dir():
+            return                                  # another process of this task copied it meanwhile
+        tmp = staged.parent / f".{staged.name}.{os.getpid()}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            shutil.copytree(source, tmp)
+            shutil.rmtree(staged, ignore_errors=True)   # a partial copy from an older setup line
+            os.rename(tmp, staged)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -220,3 +220,22 @@ def test_a_dataset_the_profile_staged_on_the_node_is_read_from_there(tmp_path, m
     assert staged_data_path(original, True) == str(tmp_path / "node" / "sudoku-x")
     assert "staged copy" in capsys.readouterr().out
     assert staged_data_path(str(tmp_path / "scratch" / "other"), True) == str(tmp_path / "scratch" / "other")
+
+
+def test_the_sweeps_own_dataset_is_copied_to_the_node_once(tmp_path, monkeypatch):
+    # Whatever data_path the trials use (not one dataset named in the profile): the first process copies
+    # it into SWEEP_DATA_ROOT, the next ones read that copy; what is not a dataset is read where it is.
+    from train.pretrain import staged_data_path
+
+    source = tmp_path / "scratch" / "my-data"
+    (source / "train").mkdir(parents=True)
+    (source / "train" / "inputs.npy").write_bytes(b"x" * 1000)
+    monkeypatch.setenv("SWEEP_DATA_ROOT", str(tmp_path / "node"))
+    staged = tmp_path / "node" / "my-data"
+    assert staged_data_path(str(source), False) == str(staged)
+    assert (staged / "train" / "inputs.npy").read_bytes() == b"x" * 1000
+    (source / "train" / "inputs.npy").write_bytes(b"changed")
+    assert staged_data_path(str(source), False) == str(staged)            # copied once, then reused
+    assert (staged / "train" / "inputs.npy").read_bytes() == b"x" * 1000
+    assert not [p for p in (tmp_path / "node").iterdir() if p.name.endswith(".tmp")]
+    assert staged_data_path(str(tmp_path / "nowhere"), False) == str(tmp_path / "nowhere")
