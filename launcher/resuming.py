@@ -41,6 +41,7 @@ def resume(sweep_dir: Path, opts: ResumeOptions) -> Resumed:
     from jobs.backends import SweepRef
     from jobs.state import collect
     from jobs.submission import open_sweep
+    from launcher.launching import queue_room
 
     with open_sweep(sweep_dir, "sweep resume") as session:
         manifest = session.manifest
@@ -58,9 +59,13 @@ def resume(sweep_dir: Path, opts: ResumeOptions) -> Resumed:
                             timeout_requeues=settings.cluster.timeout_requeues, retry_failed=opts.retry_failed,
                             retry_cancelled=opts.retry_cancelled)
         max_parallel = opts.max_parallel or settings.max_parallel
-        active = choose.queued_tasks(status, {t.trial.index for t in sel.stuck})
+        # The queue limit counts every job of the user (what squeue says is left, the stuck tasks about
+        # to be cancelled given back), and never more than the sweep's own tasks leave of it.
+        stuck_tasks = choose.queued_tasks(status) - choose.queued_tasks(status, {t.trial.index for t in sel.stuck})
+        budget = min(settings.cluster.max_queued_jobs - choose.queued_tasks(status) + stuck_tasks,
+                     queue_room(settings.cluster, session.backend, opts.dry_run) + stuck_tasks)
         rp = choose.plan(status, sel.run, session.backend, SweepRef(sweep_dir, manifest),
-                         budget=settings.cluster.max_queued_jobs - active, max_parallel=max_parallel)
+                         budget=budget, max_parallel=max_parallel)
         doc = document(sweep_dir, status, sel, rp, session.reconciled)
         doc["tops_up"] = session.backend.uses_slurm and settings.cluster.submit_from_tasks
         if opts.dry_run:
@@ -84,8 +89,7 @@ def resume(sweep_dir: Path, opts: ResumeOptions) -> Resumed:
         session.submit(rp.plan, unsubmitted=sorted({*rp.plan.unsubmitted, *rp.waiting_for_parent}),
                        foreground=here, max_parallel=max_parallel)
         # Successive halving: what the results rank now climbs a rung (with what is left of the queue).
-        doc["promoted"] = promote.promote_in(session, budget=settings.cluster.max_queued_jobs - active
-                                             - sum(len(a.task_ids) for a in rp.plan.arrays))
+        doc["promoted"] = promote.promote_in(session, budget=budget - sum(len(a.task_ids) for a in rp.plan.arrays))
         submitted = list(session.manifest.submissions[before:])
     doc["submissions"] = [s.to_dict() for s in submitted]
     doc["pid"] = next((s.pid for s in submitted if s.pid is not None), None)
