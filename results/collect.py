@@ -472,7 +472,11 @@ def with_causes(table: pa.Table) -> pa.Table:
         return table
     from jobs.causes import headline
 
-    rows = np.array([i for i, s in enumerate(status.to_pylist()) if s != "completed"], dtype=np.int64)  # 100,000: 5 ms
+    # In Arrow (2 ms for 100,000 rows): not completed, a missing status included. Scalars come from arrays:
+    # pa.scalar would import pandas.
+    other = columns.compute("not_equal", status, columns.text(["completed"])[0])
+    other = columns.compute("coalesce", other, columns.booleans(np.array([True]))[0])
+    rows = np.flatnonzero(columns.to_numpy(columns.cast(other, pa.int8())))
     cells: list[str | None] = [None] * table.num_rows
     if len(rows):
         states = columns.take(status, rows).to_pylist()
