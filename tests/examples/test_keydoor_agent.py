@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +80,13 @@ def test_wandb_offline_run_holds_the_project_tags_and_metrics(tmp_path, monkeypa
     assert cli.run(TINY[:1] + ["episodes=32", "max_steps_per_episode=20", "environment=double", "wandb=true"],
                    stop=Never()) == 0
     [run] = list((trial / "wandb").glob("offline-run-*-t0a1/run-t0a1.wandb"))   # the trial id is the run id
+    wanted = (b"keydoor-test-project", b"kd-sweep", b"double", b"mean_reward", b"success_rate", b"learning_rate")
+    # wandb's service process may still be writing the file when finish() has returned (seen under load).
+    deadline = time.monotonic() + 60
+    while not all(text in run.read_bytes() for text in wanted) and time.monotonic() < deadline:
+        time.sleep(0.5)
     data = run.read_bytes()
-    for text in (b"keydoor-test-project", b"kd-sweep", b"double", b"mean_reward", b"success_rate", b"learning_rate"):
+    for text in wanted:
         assert text in data, text
 
 
