@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -111,6 +112,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             for name in ("slurm_cluster", "_slurm_test_lock"):
                 if name not in item.fixturenames:
                     item.fixturenames.insert(0, name)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    """A test that runs the task runner in this process (jobs.run.run_task) installs its stop-signal
+    forwarding here; left in place, the forked workers of a later test's multiprocessing.Pool would
+    inherit a SIGTERM handler that ignores Pool.terminate(), and that test would hang."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        if signal.getsignal(sig) is not handler and handler is not None:
+            signal.signal(sig, handler)
 
 
 @pytest.fixture(scope="session")
