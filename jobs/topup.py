@@ -22,7 +22,7 @@ from jobs import manifest as mf
 from jobs.lock import LockBusy
 from jobs.results import read_results
 from jobs.runtime import slurm_task_id
-from jobs.submission import cancel_requested, open_sweep
+from jobs.submission import Session, cancel_requested, open_sweep
 from jobs.trial_state import TrialState
 
 # How long a task waits for the sweep's lock to hand trials back (it must, or they are lost).
@@ -30,6 +30,9 @@ HAND_BACK_WAIT_S = 120.0
 # How long the last task of a sweep waits for queue room when nothing else of the sweep is queued
 # (tasks that just ended still show as completing for a moment), and how often it looks.
 ROOM_WAIT_S, ROOM_POLL_S = 120.0, 3.0
+# A task that finds the lock held leaves this file; the holder looks again (up to PASSES times in all).
+REQUEST = "topup.request"
+PASSES = 3
 
 
 def _say(message: str) -> None:
@@ -48,44 +51,62 @@ def queue_room(max_queued_jobs: int, job_ids: list[str]) -> tuple[int, int]:
 
 
 def top_up(sweep_dir: str | os.PathLike, *, who: str | None = None) -> int:
-    """Submit what fits of the trials waiting for queue room; return how many were submitted."""
+    """Submit what fits of the trials waiting for queue room; return how many were submitted.
+
+    A task that finds the lock held leaves a request and goes: the holder, once it lets go, looks
+    again when a request came meanwhile. (Without it, two tasks ending together could each leave it to
+    the other: the holder to the other task still queued, that task to the holder of the lock.)"""
     sweep_dir = Path(sweep_dir)
-    if cancel_requested(sweep_dir):
-        return 0
+    request = sweep_dir / REQUEST
     who = who or f"top-up from task {slurm_task_id() or '?'}"
-    try:
-        with open_sweep(sweep_dir, who, timeout=0) as session:
-            manifest = session.manifest
-            settings = manifest.settings
-            waiting = manifest.unsubmitted_indices()
-            if not waiting or not settings.cluster.submit_from_tasks or not session.backend.uses_slurm:
-                return 0
-            if cancel_requested(sweep_dir):   # again, under the lock: a cancel may have ended while we waited
-                return 0
-            room, ours = queue_room(settings.cluster.max_queued_jobs, manifest.job_ids())
-            waited = 0.0
-            while room <= 0:
-                # Others of this sweep still queued will top up when they end; the last one waits a while.
-                if ours or waited >= ROOM_WAIT_S:
-                    if not ours:
-                        _say(f"no queue room after {waited:.0f} s: {len(waiting)} trial(s) still wait; "
-                             f"`sweep resume {sweep_dir}` submits them")
-                    return 0
-                time.sleep(ROOM_POLL_S)
-                waited += ROOM_POLL_S
-                room, ours = queue_room(settings.cluster.max_queued_jobs, manifest.job_ids())
-            trials, behind = ready_to_submit(sweep_dir, manifest, waiting)
-            plan = session.backend.plan(trials, session.ref, budget=room, pack=settings.pack)
-            session.submit(plan, unsubmitted=sorted(plan.unsubmitted + behind))
-            submitted = len(plan.planned)
-            _say(f"submitted {submitted} waiting trial(s); {len(plan.unsubmitted)} still wait for room"
-                 + (f", {len(behind)} for an earlier stage" if behind else ""))
+    for _ in range(PASSES):
+        if cancel_requested(sweep_dir):
+            return 0
+        try:
+            request.touch()
+        except OSError:
+            pass
+        try:
+            with open_sweep(sweep_dir, who, timeout=0) as session:
+                request.unlink(missing_ok=True)     # this pass answers every request made before it
+                submitted = _pass(session, sweep_dir)
+        except LockBusy:
+            return 0   # the holder sees our request when it lets go
+        except Exception as exc:  # noqa: BLE001 - a failed top-up must not fail the trial that ended
+            _say(f"could not top the queue up: {exc}")
+            return 0
+        if submitted or not request.exists():
             return submitted
-    except LockBusy:
-        return 0   # another task (or `sweep resume`) is submitting right now
-    except Exception as exc:  # noqa: BLE001 - a failed top-up must not fail the trial that ended
-        _say(f"could not top the queue up: {exc}")
+    return 0
+
+
+def _pass(session: Session, sweep_dir: Path) -> int:
+    manifest = session.manifest
+    settings = manifest.settings
+    waiting = manifest.unsubmitted_indices()
+    if not waiting or not settings.cluster.submit_from_tasks or not session.backend.uses_slurm:
         return 0
+    if cancel_requested(sweep_dir):   # again, under the lock: a cancel may have ended while we waited
+        return 0
+    room, ours = queue_room(settings.cluster.max_queued_jobs, manifest.job_ids())
+    waited = 0.0
+    while room <= 0:
+        # Others of this sweep still queued will top up when they end; the last one waits a while.
+        if ours or waited >= ROOM_WAIT_S:
+            if not ours:
+                _say(f"no queue room after {waited:.0f} s: {len(waiting)} trial(s) still wait; "
+                     f"`sweep resume {sweep_dir}` submits them")
+            return 0
+        time.sleep(ROOM_POLL_S)
+        waited += ROOM_POLL_S
+        room, ours = queue_room(settings.cluster.max_queued_jobs, manifest.job_ids())
+    trials, behind = ready_to_submit(sweep_dir, manifest, waiting)
+    plan = session.backend.plan(trials, session.ref, budget=room, pack=settings.pack)
+    session.submit(plan, unsubmitted=sorted(plan.unsubmitted + behind))
+    submitted = len(plan.planned)
+    _say(f"submitted {submitted} waiting trial(s); {len(plan.unsubmitted)} still wait for room"
+         + (f", {len(behind)} for an earlier stage" if behind else ""))
+    return submitted
 
 
 def ready_to_submit(sweep_dir: Path, manifest: mf.Manifest, waiting: list[int]) -> tuple[list[mf.Trial], list[int]]:

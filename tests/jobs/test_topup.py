@@ -46,3 +46,27 @@ def test_a_cancel_that_ends_while_a_top_up_waits_for_the_lock_stops_it(tmp_path,
     monkeypatch.setattr(topup, "queue_room", no_squeue)
     assert topup.top_up(tmp_path) == 0
     assert mf.read_manifest(tmp_path).unsubmitted == "0-1"
+
+
+def test_a_task_that_found_the_lock_held_is_answered_by_the_holder(tmp_path, monkeypatch):
+    # Task A holds the lock and leaves the top-up to task B, still queued; B, ending meanwhile, found the
+    # lock held and left a request. A must look again once it lets go, or nobody submits what waits.
+    from jobs import topup
+
+    trials = tuple(Trial(id=f"a{i}", index=i) for i in range(2))
+    mf.write_manifest(tmp_path, Manifest(settings=Settings(name="s", command=("true",), executor="slurm"),
+                                         trials=trials, unsubmitted="0-1"))
+    calls = []
+
+    def room(limit, job_ids, *, b_ends=True):
+        calls.append(1)
+        if len(calls) == 1 and b_ends:
+            (tmp_path / topup.REQUEST).touch()      # B: lock held, request left, gone
+        return 0, ["42_1"]                          # the queue is full; task 42_1 (B) still listed
+
+    monkeypatch.setattr(topup, "queue_room", room)
+    assert topup.top_up(tmp_path) == 0
+    assert len(calls) == 2 and not (tmp_path / topup.REQUEST).exists()
+    calls.clear()
+    monkeypatch.setattr(topup, "queue_room", lambda *a: room(*a, b_ends=False))
+    assert topup.top_up(tmp_path) == 0 and len(calls) == 1      # no request: one pass
