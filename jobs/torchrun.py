@@ -43,7 +43,7 @@ MODULE = "torch.distributed.run"
 LAUNCHER_MODULES = (MODULE, "torch.distributed.launch")
 LOG_DIR = "torchrun"        # in the trial directory: every rank's stdout/stderr, per attempt
 # torchrun options that take no value (the others take the next element when written without `=`).
-FLAGS = frozenset(("--standalone", "-m", "--module", "--no-python", "--no_python", "--run-path", "--run_path",
+_FLAGS = frozenset(("--standalone", "-m", "--module", "--no-python", "--no_python", "--run-path", "--run_path",
                     "--virtual-local-rank", "--virtual_local_rank"))
 # Options (and their PET_* variables) that say where the ranks meet: without one, --standalone.
 _RENDEZVOUS = ("--standalone", "--rdzv", "--master")
@@ -76,9 +76,8 @@ def starts_torchrun(argv: list[str] | tuple[str, ...]) -> bool:
     return launcher_length(argv) > 0
 
 
-def options(argv: list[str]) -> dict[str, str | None]:
-    """torchrun's own options in a torchrun argv ({'--nproc_per_node': '4', '--standalone': None}),
-    up to the training script."""
+def _split(argv: list[str]) -> tuple[dict[str, str | None], list[str]]:
+    """(torchrun's own options, what follows them: the training script or module and its arguments)."""
     out: dict[str, str | None] = {}
     rest = list(argv[launcher_length(argv):])
     while rest and rest[0].startswith("-"):
@@ -86,11 +85,24 @@ def options(argv: list[str]) -> dict[str, str | None]:
         if "=" in arg:
             key, _, value = arg.partition("=")
             out[key] = value
-        elif arg in FLAGS:
+        elif arg in _FLAGS:
             out[arg] = None
         else:
             out[arg] = rest.pop(0) if rest else None
-    return out
+    return out, rest
+
+
+def options(argv: list[str]) -> dict[str, str | None]:
+    """torchrun's own options in a torchrun argv ({'--nproc_per_node': '4', '--standalone': None}),
+    up to the training script."""
+    return _split(argv)[0]
+
+
+def program(argv: list[str]) -> list[str]:
+    """What each rank of a torchrun argv runs, as it would follow `python`: ['-m', 'train', ...] for
+    `torchrun ... -m train ...`, else the script and its arguments."""
+    opts, rest = _split(argv)
+    return ["-m", *rest] if "-m" in opts or "--module" in opts else rest
 
 
 def nproc(argv: list[str]) -> int | None:

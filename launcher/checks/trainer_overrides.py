@@ -74,14 +74,8 @@ def trainer_items(command: Sequence[Any], *, file: str | None = None) -> list[st
             for c in command if c is not None]
     from jobs import torchrun
 
-    launcher = torchrun.launcher_length(argv)
-    if launcher:       # torchrun [its options] -m train ...: the items after the module are the trainer's
-        rest = argv[launcher:]
-        while rest and rest[0].startswith("-") and rest[0] not in ("-m", "--module"):
-            arg = rest.pop(0)
-            if "=" not in arg and arg not in torchrun.FLAGS and rest:
-                rest.pop(0)
-        argv = ["python", *rest]
+    if torchrun.starts_torchrun(argv):   # torchrun [its options] -m train ...: each rank runs python -m train ...
+        argv = ["python", *torchrun.program(argv)]
     if argv and os.path.basename(argv[0]) == "env":
         argv = argv[1:]
         while argv and _ENV_ASSIGNMENT.match(argv[0]):
@@ -89,7 +83,7 @@ def trainer_items(command: Sequence[Any], *, file: str | None = None) -> list[st
     if not argv or not _PYTHON.match(os.path.basename(argv[0])):
         return None
     i = 1
-    while i < len(argv) and argv[i] not in ("-m", "--module"):
+    while i < len(argv) and argv[i] != "-m":
         if argv[i] in _PY_FLAGS:
             i += 1
         elif argv[i] in _PY_FLAGS_WITH_ARG:
