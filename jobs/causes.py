@@ -211,6 +211,16 @@ def _user(reason: str) -> str | None:
         return uid
 
 
+def summary_of(state: str, first: str, pruned_at: Any = None) -> str:
+    """What a result alone says of a trial that did not complete (its error's headline `first`):
+    the words `sweep status` and `sweep collect` share."""
+    if state == "diverged":
+        return f"diverged: {first or 'the loss went NaN/Inf'}"
+    if state == "pruned":
+        return f"pruned by the sweep's early stopping{f' at step {pruned_at}' if pruned_at is not None else ''}"
+    return first or state
+
+
 def cause_of(status: Any, sweep_dir: str | os.PathLike | None = None) -> Cause | None:
     """Why a trial (a jobs.state.TrialStatus) did not complete; None for completed or active ones."""
     from jobs.trial_state import TrialState
@@ -223,11 +233,9 @@ def cause_of(status: Any, sweep_dir: str | os.PathLike | None = None) -> Cause |
     if state is TrialState.STOPPED:   # successive halving did not promote it (jobs.promote says why)
         return Cause("stopped", f"stopped: {status.reason or 'not promoted'}")
     if state is TrialState.DIVERGED:
-        return Cause("diverged", f"diverged: {first or 'the loss went NaN/Inf'}",
-                     "lower the learning rate, or clip gradients")
+        return Cause("diverged", summary_of(state, first), "lower the learning rate, or clip gradients")
     if state is TrialState.PRUNED:
-        step = (result.get("results") or {}).get("pruned_at_step")
-        return Cause("pruned", f"pruned by the sweep's early stopping{f' at step {step}' if step is not None else ''}")
+        return Cause("pruned", summary_of(state, first, (result.get("results") or {}).get("pruned_at_step")))
     slurm_state = live.state if live is not None else None
     rss, req = (live.max_rss_mb, live.req_mem_mb) if live is not None else (None, None)
     signal9 = live is not None and (live.exit_code or "").endswith(":9")
