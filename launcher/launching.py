@@ -221,11 +221,11 @@ def prepare(opts: LaunchOptions) -> Prepared:
     held = set(manifest.held_indices())
     backend = backends.get(executor)
     plan = backend.plan([t for t in trials if t.index not in held], SweepRef(sweep_dir, manifest),
-                        budget=queue_room(profile, backend, opts.dry_run), pack=pack, max_parallel=max_parallel)
+                        budget=queue_budget(profile, backend, opts.dry_run), pack=pack, max_parallel=max_parallel)
     return Prepared(opts, spec, spec_text, manifest, sweep_dir, plan, seed_drawn=drawn)
 
 
-def queue_room(profile: Any, backend: backends.Backend, dry_run: bool) -> int:
+def queue_budget(profile: Any, backend: backends.Backend, dry_run: bool) -> int:
     """Array tasks this launch may queue: the profile's max_queued_jobs less what this user has queued
     already (every job counts against a site's limit; sbatch refuses an array that would cross it).
     A dry run, or a squeue that fails, plans against the profile's limit alone."""

@@ -41,7 +41,7 @@ def resume(sweep_dir: Path, opts: ResumeOptions) -> Resumed:
     from jobs.backends import SweepRef
     from jobs.state import collect
     from jobs.submission import open_sweep
-    from launcher.launching import queue_room
+    from launcher.launching import queue_budget
 
     with open_sweep(sweep_dir, "sweep resume") as session:
         manifest = session.manifest
@@ -61,9 +61,10 @@ def resume(sweep_dir: Path, opts: ResumeOptions) -> Resumed:
         max_parallel = opts.max_parallel or settings.max_parallel
         # The queue limit counts every job of the user (what squeue says is left, the stuck tasks about
         # to be cancelled given back), and never more than the sweep's own tasks leave of it.
-        stuck_tasks = choose.queued_tasks(status) - choose.queued_tasks(status, {t.trial.index for t in sel.stuck})
-        budget = min(settings.cluster.max_queued_jobs - choose.queued_tasks(status) + stuck_tasks,
-                     queue_room(settings.cluster, session.backend, opts.dry_run) + stuck_tasks)
+        active = choose.queued_tasks(status, {t.trial.index for t in sel.stuck})
+        stuck_tasks = choose.queued_tasks(status) - active
+        budget = min(settings.cluster.max_queued_jobs - active,
+                     queue_budget(settings.cluster, session.backend, opts.dry_run) + stuck_tasks)
         rp = choose.plan(status, sel.run, session.backend, SweepRef(sweep_dir, manifest),
                          budget=budget, max_parallel=max_parallel)
         doc = document(sweep_dir, status, sel, rp, session.reconciled)
