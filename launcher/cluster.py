@@ -111,14 +111,15 @@ def validate(profile: ClusterProfile, where: str) -> None:
         except ValueError:
             raise UserError(f"'{value}' is not a Slurm time", file=where, key=key,
                             fix="write minutes, HH:MM:SS or D-HH:MM:SS, e.g. 02:00:00 or 1-12:00:00") from None
-    memory = [("mem", profile.mem)] + [(k, v) for k, v in profile.sbatch.items() if k in _PER_UNIT_MEMORY]
-    for key, value in memory:
-        if value is not None and not _MEMORY.match(str(value).strip()):
+    memory = {k: v for k, v in [("mem", profile.mem), *profile.sbatch.items()]
+              if v is not None and k in ("mem", *_PER_UNIT_MEMORY)}
+    for key, value in memory.items():
+        if not _MEMORY.match(str(value).strip()):
             raise UserError(f"'{value}' is not a Slurm memory size", file=where, key=key,
                             fix="write a number with an optional unit K, M, G or T, e.g. 8G or 500M")
-    if len([v for _, v in memory if v is not None]) > 1:
-        raise UserError(f"{' and '.join(k for k, v in memory if v is not None)} both set: sbatch takes only one",
-                        file=where, key=memory[-1][0], fix="keep one way of asking for memory")
+    if len(memory) > 1:
+        raise UserError(f"{' and '.join(memory)} both set: sbatch takes only one", file=where, key=list(memory)[-1],
+                        fix="keep one way of asking for memory")
     for option in profile.sbatch:
         if not _OPTION_NAME.match(str(option)):
             raise UserError(f"'{option}' is not an sbatch long option name", file=where, key=f"sbatch.{option}",
