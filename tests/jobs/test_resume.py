@@ -83,12 +83,17 @@ def test_cancelled_children_wait_unless_asked(tmp_path):
             for t in select(status, tmp_path, max_attempts=3, timeout_requeues=1, retry_cancelled=True).run] == [2, 3]
 
 
-def test_failures_rerun_under_their_attempts_or_when_asked(tmp_path):
+def two_ended(tmp_path: Path, state: str, counter: str, counts: tuple[int, int]):
+    """Trials 0 and 1 ended as `state`, their `counter` (failures, timeouts) at `counts`."""
     m = manifest([trial(0), trial(1)], [sub("5", "0-1")])
-    for tid, n in (("t000", 1), ("t001", 3)):
+    for tid, n in zip(("t000", "t001"), counts):
         mf.trial_dir(tmp_path, tid).mkdir(parents=True)
-        (mf.trial_dir(tmp_path, tid) / "failures").write_text(f"{n}\n")
-    status = combine(m, {"t000": result("failed"), "t001": result("failed")}, Live())
+        (mf.trial_dir(tmp_path, tid) / counter).write_text(f"{n}\n")
+    return combine(m, {"t000": result(state), "t001": result(state)}, Live())
+
+
+def test_failures_rerun_under_their_attempts_or_when_asked(tmp_path):
+    status = two_ended(tmp_path, "failed", "failures", (1, 3))
     sel = select(status, tmp_path, max_attempts=3, timeout_requeues=1)
     assert [t.trial.id for t in sel.run] == ["t000"] and [t.trial.id for t in sel.kept] == ["t001"]
     assert len(select(status, tmp_path, max_attempts=3, timeout_requeues=1, retry_failed=True).run) == 2
@@ -98,11 +103,7 @@ def test_failures_rerun_under_their_attempts_or_when_asked(tmp_path):
 def test_a_trial_that_used_its_time_limit_requeues_is_kept_as_the_runner_would_keep_it(tmp_path):
     # Timed out after its one time-limit requeue: the task runner would leave it alone, so resume
     # must not submit a task that does nothing.
-    m = manifest([trial(0), trial(1)], [sub("5", "0-1")])
-    for tid, n in (("t000", 1), ("t001", 2)):
-        mf.trial_dir(tmp_path, tid).mkdir(parents=True)
-        (mf.trial_dir(tmp_path, tid) / "timeouts").write_text(f"{n}\n")
-    status = combine(m, {"t000": result("timeout"), "t001": result("timeout")}, Live())
+    status = two_ended(tmp_path, "timeout", "timeouts", (1, 2))
     sel = select(status, tmp_path, max_attempts=3, timeout_requeues=1)
     assert [t.trial.id for t in sel.run] == ["t000"] and [t.trial.id for t in sel.kept] == ["t001"]
     assert len(select(status, tmp_path, max_attempts=3, timeout_requeues=1, retry_failed=True).run) == 2
