@@ -282,14 +282,18 @@ def setup(cfg: dict[str, Any]) -> Run:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(cfg["device"], local_rank)
     use_compile = compile_cache.wanted(cfg["compile"], device.type)
+    ctx = runtime.context()
+    # Before torch._dynamo is imported: it reads the cache directory.
+    cache_dir = compile_cache.configure(ctx) if use_compile else None
+    # Before the process group exists (building an optimizer would import it later): imported after,
+    # torch._dynamo keeps the group alive past destroy_process_group, and under load a gloo worker
+    # thread then frees its last collective during interpreter shutdown and aborts the rank.
+    import torch._dynamo  # noqa: F401
     rank, world_size = distributed.setup(device)
     gbs = cfg["global_batch_size"]
     if gbs % world_size:
         raise UserError(f"{gbs} does not split over {world_size} ranks", key="global_batch_size",
                         fix="use a multiple of the number of ranks")
-    ctx = runtime.context()
-    # Before torch._dynamo is imported (building an optimizer imports it): it reads the cache directory.
-    cache_dir = compile_cache.configure(ctx) if use_compile else None
     # The default run_dir holds a timestamp: take rank 0's, so all ranks agree.
     run_dir = Path(distributed.broadcast_object(str(cfg["run_dir"]), world_size))
     ckpt_dir = ctx.checkpoint_dir if ctx.in_sweep and ctx.checkpoint_dir else run_dir / "checkpoints"
