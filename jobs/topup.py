@@ -8,12 +8,18 @@ piece that fits, through the same recorded, locked path as `sweep launch` (jobs.
 last tasks of each piece submit the next one, until nothing waits. `sweep cancel` stops it (its
 marker), and so does a profile with `submit_from_tasks: false` (compute nodes without sbatch).
 
+A task with no room leaves the top-up to the sweep's tasks still queued, but only to those whose own
+top-up is still to come: each task first leaves a file named for itself in `topup.done/`. (Without
+it, the last two tasks of a piece could each leave it to the other, the second finding the first
+still listed as completing, and the waiting trials stayed unsubmitted.)
+
 `hand_back` is the other way in: a packed task too close to its time limit returns the trials it
 will not start (and their later stages), and its own top-up submits them again.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,21 +39,34 @@ ROOM_WAIT_S, ROOM_POLL_S = 120.0, 3.0
 # A task that finds the lock held leaves this file; the holder looks again (up to PASSES times in all).
 REQUEST = "topup.request"
 PASSES = 3
+# One empty file per array task ("<job>_<task>") whose top-up has begun: nobody waits on those.
+DONE = "topup.done"
 
 
 def _say(message: str) -> None:
     print(f"[jobs.topup] {message}", file=sys.stderr, flush=True)
 
 
-def queue_room(max_queued_jobs: int, job_ids: list[str]) -> tuple[int, int]:
-    """(array tasks this user may still queue, tasks of this sweep queued besides this one), from one
-    squeue call: the limit counts every job of the user."""
+def queue_room(max_queued_jobs: int, job_ids: list[str], done: frozenset[str] = frozenset()) -> tuple[int, int]:
+    """(array tasks this user may still queue, tasks of this sweep queued besides this one and those
+    in `done`), from one squeue call: the limit counts every job of the user."""
     from jobs import slurm
 
-    mine = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    skip = done | {_this_task()}
     queued = slurm.queued_tasks(slurm.current_user())
-    ours = [j for j in queued if j.job in job_ids and (j.job, str(j.task)) != mine]
+    ours = [j for j in queued if j.job in job_ids and f"{j.job}_{j.task}" not in skip]
     return max_queued_jobs - len(queued), len(ours)
+
+
+def _this_task() -> str:
+    return f"{os.environ.get('SLURM_ARRAY_JOB_ID')}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"
+
+
+def _done_tasks(sweep_dir: Path) -> frozenset[str]:
+    try:
+        return frozenset(os.listdir(sweep_dir / DONE))
+    except OSError:
+        return frozenset()
 
 
 def top_up(sweep_dir: str | os.PathLike, *, who: str | None = None) -> int:
@@ -59,6 +78,11 @@ def top_up(sweep_dir: str | os.PathLike, *, who: str | None = None) -> int:
     sweep_dir = Path(sweep_dir)
     request = sweep_dir / REQUEST
     who = who or f"top-up from task {slurm_task_id() or '?'}"
+    try:    # first: from here on, no other task leaves the top-up to this one
+        (sweep_dir / DONE).mkdir(exist_ok=True)
+        (sweep_dir / DONE / _this_task()).touch()
+    except OSError:
+        pass
     for _ in range(PASSES):
         if cancel_requested(sweep_dir):
             return 0
@@ -88,10 +112,10 @@ def _pass(session: Session, sweep_dir: Path) -> int:
         return 0
     if cancel_requested(sweep_dir):   # again, under the lock: a cancel may have ended while we waited
         return 0
-    room, ours = queue_room(settings.cluster.max_queued_jobs, manifest.job_ids())
+    room, ours = queue_room(settings.cluster.max_queued_jobs, manifest.job_ids(), _done_tasks(sweep_dir))
     waited = 0.0
     while room <= 0:
-        # Others of this sweep still queued will top up when they end; the last one waits a while.
+        # Others of this sweep queued and not yet ending top up when they end; the last one waits a while.
         if ours or waited >= ROOM_WAIT_S:
             if not ours:
                 _say(f"no queue room after {waited:.0f} s: {len(waiting)} trial(s) still wait; "
@@ -99,11 +123,13 @@ def _pass(session: Session, sweep_dir: Path) -> int:
             return 0
         time.sleep(ROOM_POLL_S)
         waited += ROOM_POLL_S
-        room, ours = queue_room(settings.cluster.max_queued_jobs, manifest.job_ids())
+        room, ours = queue_room(settings.cluster.max_queued_jobs, manifest.job_ids(), _done_tasks(sweep_dir))
     trials, behind = ready_to_submit(sweep_dir, manifest, waiting)
     plan = session.backend.plan(trials, session.ref, budget=room, pack=settings.pack)
     session.submit(plan, unsubmitted=sorted(plan.unsubmitted + behind))
     submitted = len(plan.planned)
+    if not session.manifest.unsubmitted:     # nothing waits: no task tops up again
+        shutil.rmtree(sweep_dir / DONE, ignore_errors=True)
     _say(f"submitted {submitted} waiting trial(s); {len(plan.unsubmitted)} still wait for room"
          + (f", {len(behind)} for an earlier stage" if behind else ""))
     return submitted

@@ -58,7 +58,7 @@ def test_a_task_that_found_the_lock_held_is_answered_by_the_holder(tmp_path, mon
                                          trials=trials, unsubmitted="0-1"))
     calls = []
 
-    def room(limit, job_ids, *, b_ends=True):
+    def room(limit, job_ids, done=frozenset(), *, b_ends=True):
         calls.append(1)
         if len(calls) == 1 and b_ends:
             (tmp_path / topup.REQUEST).touch()      # B: lock held, request left, gone
@@ -70,3 +70,41 @@ def test_a_task_that_found_the_lock_held_is_answered_by_the_holder(tmp_path, mon
     calls.clear()
     monkeypatch.setattr(topup, "queue_room", lambda *a: room(*a, b_ends=False))
     assert topup.top_up(tmp_path) == 0 and len(calls) == 1      # no request: one pass
+
+
+def test_the_last_two_tasks_of_a_piece_do_not_each_leave_the_top_up_to_the_other(tmp_path, monkeypatch):
+    # Two trials run as tasks 42_0 (A) and 42_1 (B) under a limit the queue fills; two more wait.
+    # A ends first: B is still running, so A leaves the top-up to B. B ends while A still shows as
+    # completing: B must not leave it to A (whose top-up is over), but wait for A's slot and submit.
+    from jobs import slurm, topup
+    from jobs.slurm import JobId
+    from jobs.submission import Session
+
+    trials = tuple(Trial(id=f"a{i}", index=i) for i in range(4))
+    first = mf.Submission(stage=0, indices="0-1", executor="slurm", job_id="42", array="0-1")
+    settings = Settings(name="s", command=("true",), executor="slurm")
+    settings = settings._replace(cluster=settings.cluster._replace(max_queued_jobs=3))
+    mf.write_manifest(tmp_path, Manifest(settings=settings, trials=trials, submissions=(first,), unsubmitted="2-3"))
+    other = JobId("7", 0)                                   # another job of the user's, queued throughout
+    queue = {"A ends": [other, JobId("42", 0), JobId("42", 1)],
+             "B ends": [[other, JobId("42", 0), JobId("42", 1)], [other, JobId("42", 1)]]}
+    monkeypatch.setattr(slurm, "current_user", lambda: "me")
+    monkeypatch.setattr(topup, "ROOM_POLL_S", 0.01)
+    submitted = []
+
+    def submit(self, plan, unsubmitted):
+        submitted.append(plan.planned)
+        self.save(self.manifest.replace(unsubmitted=mf.compact_ranges(unsubmitted)))
+
+    monkeypatch.setattr(Session, "submit", submit)
+
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "42")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
+    monkeypatch.setattr(slurm, "queued_tasks", lambda user: queue["A ends"])
+    assert topup.top_up(tmp_path) == 0 and submitted == []      # B, still running, will do it
+
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    views = iter(queue["B ends"])
+    monkeypatch.setattr(slurm, "queued_tasks", lambda user: next(views))
+    assert topup.top_up(tmp_path) == 1 and submitted == [[2]]   # one slot: A's, once it has left
+    assert mf.read_manifest(tmp_path).unsubmitted == "3"
