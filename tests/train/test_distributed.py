@@ -163,24 +163,26 @@ def test_stop_signal_on_every_rank_checkpoints_once_and_two_ranks_resume_exactly
                                                   abs=1e-6)
 
 
-# Runs the trainer as torchrun does, and reports each rank's thread count before it joins the process
-# group and after it leaves it.
+# Runs the trainer as torchrun does; each rank writes its thread count before it joins the process
+# group and after it leaves it to threads.<rank> in the directory given first.
 THREADS_PROBE = """
 import os, sys
+from pathlib import Path
 from train import distributed, pretrain
+
+out = Path(sys.argv.pop(1)) / f"threads.{os.environ['RANK']}"
+join, leave = distributed.setup, distributed.teardown
 
 def threads():
     return len(os.listdir("/proc/self/task"))
 
-join, leave = distributed.setup, distributed.teardown
-
 def setup(device):
-    print("threads before joining", threads(), flush=True)
+    out.write_text(f"{threads()}")
     return join(device)
 
 def teardown():
     leave()
-    print("threads after leaving", threads(), flush=True)
+    out.write_text(f"{out.read_text()} {threads()}")
 
 distributed.setup, distributed.teardown = setup, teardown
 pretrain.main()
@@ -196,9 +198,8 @@ def test_every_rank_leaves_its_process_group_whole_before_exiting(sudoku_data: P
     probe = tmp_path / "probe.py"
     probe.write_text(THREADS_PROBE)
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    proc = run([sys.executable, *launcher, str(probe), *RUN, f"data_path={sudoku_data}", "max_steps=2",
-                f"run_dir={tmp_path / 'run'}"], {**ENV, "PYTHONPATH": str(REPO)})
-    before = [int(line.split()[-1]) for line in proc.stdout.splitlines() if line.startswith("threads before")]
-    after = [int(line.split()[-1]) for line in proc.stdout.splitlines() if line.startswith("threads after")]
-    assert len(before) == len(after) == 2, proc.stdout
-    assert after == before, proc.stdout
+    run([sys.executable, *launcher, str(probe), str(tmp_path), *RUN, f"data_path={sudoku_data}", "max_steps=2",
+         f"run_dir={tmp_path / 'run'}"], {**ENV, "PYTHONPATH": str(REPO)})
+    counts = {rank: (tmp_path / f"threads.{rank}").read_text().split() for rank in (0, 1)}
+    for rank, (before, after) in counts.items():   # KeyError/ValueError: a rank never left
+        assert after == before, f"rank {rank}: {before} threads before joining, {after} after leaving"
