@@ -52,14 +52,10 @@ def queue_room(max_queued_jobs: int, job_ids: list[str], done: frozenset[str] = 
     in `done`), from one squeue call: the limit counts every job of the user."""
     from jobs import slurm
 
-    skip = done | {_this_task()}
+    me = slurm_task_id()
     queued = slurm.queued_tasks(slurm.current_user())
-    ours = [j for j in queued if j.job in job_ids and f"{j.job}_{j.task}" not in skip]
+    ours = [j for j in queued if j.job in job_ids and str(j) != me and str(j) not in done]
     return max_queued_jobs - len(queued), len(ours)
-
-
-def _this_task() -> str:
-    return f"{os.environ.get('SLURM_ARRAY_JOB_ID')}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"
 
 
 def _done_tasks(sweep_dir: Path) -> frozenset[str]:
@@ -77,10 +73,12 @@ def top_up(sweep_dir: str | os.PathLike, *, who: str | None = None) -> int:
     the other: the holder to the other task still queued, that task to the holder of the lock.)"""
     sweep_dir = Path(sweep_dir)
     request = sweep_dir / REQUEST
-    who = who or f"top-up from task {slurm_task_id() or '?'}"
+    me = slurm_task_id()
+    who = who or f"top-up from task {me or '?'}"
     try:    # first: from here on, no other task leaves the top-up to this one
-        (sweep_dir / DONE).mkdir(exist_ok=True)
-        (sweep_dir / DONE / _this_task()).touch()
+        if me:
+            (sweep_dir / DONE).mkdir(exist_ok=True)
+            (sweep_dir / DONE / me).touch()
     except OSError:
         pass
     for _ in range(PASSES):
