@@ -17,12 +17,17 @@ import torch.distributed as dist
 
 
 def setup(device: torch.device) -> tuple[int, int]:
-    """(rank, world_size), joining the process group when there is more than one process."""
+    """(rank, world_size), joining the process group when there is more than one process. Imports
+    torch._dynamo: a compile cache must be configured before (train.compile_cache)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return 0, 1
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    # Before the group exists. Imported after (building an optimizer imports it), torch._dynamo keeps
+    # the group alive past destroy_process_group: a gloo worker thread could then free the last
+    # collective during interpreter shutdown and abort the rank.
+    import torch._dynamo  # noqa: F401
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size()
 

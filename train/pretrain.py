@@ -283,12 +283,8 @@ def setup(cfg: dict[str, Any]) -> Run:
     device = pick_device(cfg["device"], local_rank)
     use_compile = compile_cache.wanted(cfg["compile"], device.type)
     ctx = runtime.context()
-    # Before torch._dynamo is imported: it reads the cache directory.
+    # Before torch._dynamo is imported (distributed.setup imports it): it reads the cache directory.
     cache_dir = compile_cache.configure(ctx) if use_compile else None
-    # Before the process group exists (building an optimizer would import it later): imported after,
-    # torch._dynamo keeps the group alive past destroy_process_group, and under load a gloo worker
-    # thread then frees its last collective during interpreter shutdown and aborts the rank.
-    import torch._dynamo  # noqa: F401
     rank, world_size = distributed.setup(device)
     gbs = cfg["global_batch_size"]
     if gbs % world_size:

@@ -191,7 +191,7 @@ pretrain.main()
 
 def test_every_rank_leaves_its_process_group_whole_before_exiting(sudoku_data: Path, tmp_path: Path) -> None:
     """gloo's worker threads are joined when the trainer leaves the group. Left running into
-    interpreter shutdown (torch._dynamo imported after the group was made kept it alive), one of them
+    interpreter shutdown (torch._dynamo imported after the group was made kept it alive; train.distributed.setup now imports it first), one of them
     freed the last collective's tensors without the interpreter and aborted its rank: "terminate
     called without an active exception", torchrun then failed a finished run (about 1 run in 10 on
     two loaded cores)."""
