@@ -242,6 +242,9 @@ def test_a_later_stage_resumed_while_its_packed_earlier_stage_runs_is_left_to_th
     subprocess.run(["scancel", second.job_id], check=True)
     wait_for(lambda: not any(j.job == second.job_id for j in slurm.queued_tasks(slurm.current_user())), 30,
              "the second stage to leave the queue")
+    # and accounting to record it (slurmdbd can still say PENDING a moment after squeue lets go)
+    wait_for(lambda: {r.state.name for r in slurm.sacct([second.job_id])} == {"CANCELLED"}, 30,
+             "sacct to record the cancel")
     capsys.readouterr()
     assert main(["resume", str(sweep), "--retry-cancelled", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
